@@ -1,0 +1,25 @@
+"""The shared diffusion core: pure torch, no UI. Schedules, the forward process, (later) samplers and training."""
+
+from playground.diffusion.forward import (
+    NoiseLevel,
+    Posterior,
+    add_noise,
+    markov_step,
+    noise_level,
+    q_posterior,
+    run_markov_chain,
+)
+from playground.diffusion.schedules import BETA_SCHEDULES, NoiseSchedule, rescale_zero_terminal_snr
+
+__all__ = [
+    "BETA_SCHEDULES",
+    "NoiseLevel",
+    "NoiseSchedule",
+    "Posterior",
+    "add_noise",
+    "markov_step",
+    "noise_level",
+    "q_posterior",
+    "rescale_zero_terminal_snr",
+    "run_markov_chain",
+]

@@ -1,0 +1,88 @@
+"""Pictures in and out: tensors <-> PIL, pixel-crisp zoom, strips and GIFs.
+
+Images are tensors of shape (B, 3, H, W) in [-1, 1] inside the core; PIL images at the edges.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (1, 3, H, W) float32 in [-1, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32)  # (H, W, 3) in 0..255
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).div(127.5).sub(1.0)
+
+
+def tensor_to_pil(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Image.Image:
+    """(3, H, W) or (1, 3, H, W) tensor -> RGB PIL image; values outside ``value_range`` are clipped."""
+    if x.ndim == 4:
+        x = x[0]
+    low, high = value_range
+    x = ((x.detach().float().cpu() - low) / (high - low)).clamp(0.0, 1.0)
+    array = (x.permute(1, 2, 0) * 255.0 + 0.5).to(torch.uint8).numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def noise_to_pil(noise: torch.Tensor) -> Image.Image:
+    """Show eps ~ N(0, I): -3 sigma is black, 0 is mid-grey, +3 sigma is white."""
+    return tensor_to_pil(noise, value_range=(-3.0, 3.0))
+
+
+def zoom(image: Image.Image, min_side: int = 256) -> Image.Image:
+    """Enlarge by a whole factor with nearest-neighbour so a small image stays pixel-crisp."""
+    factor = max(1, -(-min_side // max(1, min(image.size))))  # ceil
+    if factor == 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+
+def strip(images: Sequence[Image.Image], gap: int = 4, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Images of one height side by side, ``gap`` pixels apart."""
+    height = max(image.height for image in images)
+    width = sum(image.width for image in images) + gap * (len(images) - 1)
+    canvas = Image.new("RGB", (width, height), background)
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, 0))
+        x += image.width + gap
+    return canvas
+
+
+def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms: int = 80, hold_last_ms: int = 1200) -> Path:
+    """Write an endlessly looping GIF, holding the last frame a moment; written atomically."""
+    path = Path(path)
+    durations = [duration_ms] * (len(frames) - 1) + [hold_last_ms]
+    quantized = [frame.convert("RGB") for frame in frames]
+    with atomic_path(path) as tmp:
+        quantized[0].save(
+            tmp, format="GIF", save_all=True, append_images=quantized[1:], duration=durations, loop=0, optimize=False
+        )
+    return path
+
+
+class atomic_path:
+    """``with atomic_path(p) as tmp:`` write to ``tmp``; on success it is renamed to ``p`` in one step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)

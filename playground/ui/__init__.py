@@ -1,0 +1,46 @@
+"""The Gradio app: one module per tab; this one builds the Blocks and launches it."""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from playground.data.images import MAX_FILE_BYTES
+from playground.ui import forward, schedule
+
+TITLE = "Diffusion Playground"
+
+# Small images are shown enlarged; keep their pixels square and sharp instead of blurred.
+CSS = """
+.pixelated img { image-rendering: pixelated; }
+"""
+
+
+def build_app() -> gr.Blocks:
+    """Every tab, wired. Build once per process; launch with :func:`launch`."""
+    # Gradio's own cached outputs (every x_t picture) are swept every 10 minutes once older than an hour.
+    with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
+        gr.Markdown(f"# {TITLE}\nSee how denoising diffusion models work, one tab at a time.")
+        with gr.Tabs():
+            with gr.Tab("Forward", id="forward"):
+                forward.build(demo)
+            with gr.Tab("Schedule", id="schedule"):
+                schedule.build(demo)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, share: bool = False, **kwargs):
+    """Launch with the app's settings; host/port fall back to GRADIO_SERVER_NAME/PORT, then 127.0.0.1:7860."""
+    return demo.launch(
+        server_name=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        server_port=int(port or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+        share=share,
+        max_file_size=MAX_FILE_BYTES,
+        allowed_paths=[str(forward.EXAMPLES_DIR)],
+        css=CSS,
+        theme=gr.themes.Soft(),
+        footer_links=["api", "gradio"],
+        **kwargs,
+    )

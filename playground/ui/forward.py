@@ -1,0 +1,149 @@
+"""Forward tab: noise a photo at any timestep and see the numbers that did it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from playground import media, workdir
+from playground.data.images import FORMATS, MAX_FILE_BYTES, MAX_PIXELS, ImageError
+from playground.diffusion import BETA_SCHEDULES
+from playground.noising import (
+    RESOLUTIONS,
+    forward_gif,
+    forward_strip,
+    formula_markdown,
+    load_x0,
+    make_noise,
+    noise_photo,
+)
+from playground.ui.common import check_seed, get_checked_schedule
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
+EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+DEFAULT_EXAMPLE = str(EXAMPLES_DIR / "landscape.png")
+NO_PHOTO = "Upload a photo, or pick one of the examples, to begin."
+
+INTRO = """
+The **forward process** blends a photo with Gaussian noise. At timestep *t* it has a closed form,
+so any *t* can be reached in one step: $x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon$,
+with $\\epsilon \\sim \\mathcal N(0, I)$ and $\\bar\\alpha_t$ from the schedule.
+A diffusion model learns to run this backwards. *t* counts from 0, as in diffusers: t = 0 already adds $\\beta_1$ of noise.
+"""
+
+
+def noise(
+    photo: str | None, schedule_name: str, num_timesteps: int, t: int, seed: int, resolution: int, zero_snr: bool
+):
+    """x_0, x_t, eps, the formula with numbers, a strip over t, and the numbers as a dict."""
+    schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
+    seed = check_seed(seed)
+    if not photo:
+        return None, None, None, NO_PHOTO, None, {}
+    try:
+        x0 = load_x0(photo, int(resolution))
+    except ImageError as error:
+        raise gr.Error(str(error), title="That file can't be used") from None
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    t = min(max(int(t), 0), schedule.num_timesteps - 1)  # a T change can race the slider: clamp
+    noised = noise_photo(x0, schedule, t, seed)
+    return (
+        media.zoom(media.tensor_to_pil(noised.x0)),
+        media.zoom(media.tensor_to_pil(noised.x_t)),
+        media.zoom(media.noise_to_pil(noised.noise)),
+        formula_markdown(noised.level),
+        forward_strip(noised.x0, noised.noise, schedule, cell=max(96, int(resolution) // 2)),
+        {"schedule": schedule.name, **dataclasses.asdict(noised.level)},
+    )
+
+
+def noise_gif(
+    photo: str | None, schedule_name: str, num_timesteps: int, seed: int, resolution: int, zero_snr: bool,
+    request: gr.Request,
+):
+    """A GIF of x_0 -> x_T for this photo, schedule and seed; returned twice (to show and to download)."""
+    schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
+    seed = check_seed(seed)
+    if not photo:
+        raise gr.Error(NO_PHOTO)
+    try:
+        x0 = load_x0(photo, int(resolution))
+    except ImageError as error:
+        raise gr.Error(str(error), title="That file can't be used") from None
+    workdir.remove_stale()
+    folder = workdir.session_dir(getattr(request, "session_hash", None))
+    path = folder / f"forward-{schedule.name}-T{schedule.num_timesteps}-{uuid.uuid4().hex[:8]}.gif"
+    started = time.perf_counter()
+    forward_gif(x0, make_noise(tuple(x0.shape), seed), schedule, path)
+    gr.Info(f"GIF ready: 61 frames in {time.perf_counter() - started:.1f} s.")
+    return str(path), str(path)
+
+
+def t_range(num_timesteps: int, t: int):
+    """Keep the t slider inside 0..T-1 when T changes."""
+    try:
+        last = int(num_timesteps) - 1
+    except (TypeError, ValueError):
+        return gr.Slider()
+    return gr.Slider(maximum=max(last, 1), value=min(int(t), last))
+
+
+def build(demo: gr.Blocks) -> None:
+    """Lay out the Forward tab inside ``demo`` and wire its events (it shows an example on page load)."""
+    gr.Markdown(INTRO, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                         {"left": "$", "right": "$", "display": False}])
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            photo = gr.File(
+                value=DEFAULT_EXAMPLE,
+                label=f"Your photo ({FORMATS}; up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 1_000_000} megapixels)",
+                file_count="single",
+                type="filepath",
+                elem_id="forward-photo",
+            )
+            gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo], label="Examples (drawn by us; the dog is Noto Color Emoji, OFL)")
+            schedule = gr.Dropdown(list(BETA_SCHEDULES), value="linear", label="Schedule", elem_id="forward-schedule")
+            num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)")
+            t = gr.Slider(0, 999, value=250, step=1, label="t (timestep)", elem_id="forward-t")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, label="Seed for eps", minimum=0)
+                resolution = gr.Radio(list(RESOLUTIONS), value=128, label="Working resolution (px)")
+            zero_snr = gr.Checkbox(False, label="Rescale to zero terminal SNR (Lin et al. 2024)")
+        with gr.Column(scale=2):
+            with gr.Row():
+                x0 = gr.Image(label="x₀ (your photo, centre-cropped)", format="png", interactive=False,
+                              elem_classes=["pixelated"], elem_id="forward-x0")
+                x_t = gr.Image(label="x_t", format="png", interactive=False,
+                               elem_classes=["pixelated"], elem_id="forward-xt")
+                eps = gr.Image(label="ε (noise; ±3σ shown black..white)", format="png", interactive=False,
+                               elem_classes=["pixelated"], elem_id="forward-eps")
+            formula = gr.Markdown(NO_PHOTO, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                                              {"left": "$", "right": "$", "display": False}],
+                                  elem_id="forward-formula")
+            strip = gr.Image(label="x_t at evenly spaced t", format="png", interactive=False,
+                             elem_classes=["pixelated"], elem_id="forward-strip")
+            with gr.Accordion("The numbers (JSON)", open=False):
+                numbers = gr.JSON(label="Noise level at t")
+            with gr.Row():
+                gif_button = gr.Button("Make a GIF of the whole forward process", variant="secondary")
+            with gr.Row():
+                gif = gr.Image(label="Forward process (GIF)", interactive=False, visible=True, elem_id="forward-gif")
+                gif_file = gr.File(label="Download the GIF", interactive=False)
+
+    inputs = [photo, schedule, num_timesteps, t, seed, resolution, zero_snr]
+    outputs = [x0, x_t, eps, formula, strip, numbers]
+    num_timesteps.change(t_range, [num_timesteps, t], [t], api_name="noise_t_range",
+                         api_visibility="undocumented", queue=False)
+    gr.on(
+        triggers=[demo.load, photo.change, schedule.change, num_timesteps.change, t.change, seed.change,
+                  resolution.change, zero_snr.change],
+        fn=noise, inputs=inputs, outputs=outputs, api_name="noise",
+        trigger_mode="always_last", show_progress="hidden", concurrency_limit=4,
+    )
+    gif_button.click(noise_gif, [photo, schedule, num_timesteps, seed, resolution, zero_snr], [gif, gif_file],
+                     api_name="noise_gif", concurrency_limit=2)

@@ -1,0 +1,46 @@
+"""Per-session work folders outside git, and their clean-up.
+
+Everything a session writes (GIFs now; uploads and training runs later) lives under
+``$PLAYGROUND_WORK_DIR`` (default: <system temp>/diffusion-playground/<session>) and is removed
+``MAX_AGE_SECONDS`` after it was last touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+MAX_AGE_SECONDS = 6 * 3600  # a session's files are removed 6 hours after their last change
+
+
+def root() -> Path:
+    return Path(os.environ.get("PLAYGROUND_WORK_DIR", Path(tempfile.gettempdir()) / "diffusion-playground"))
+
+
+def session_dir(session: str | None) -> Path:
+    """The folder of one browser session (``gr.Request.session_hash``), or of the command line."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "", session or "") or "cli"
+    path = root() / name[:64]
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def remove_stale(max_age_seconds: float = MAX_AGE_SECONDS, now: float | None = None) -> list[Path]:
+    """Delete session folders untouched for ``max_age_seconds``; returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    base = root()
+    if not base.is_dir():
+        return removed
+    for folder in base.iterdir():
+        if not folder.is_dir():
+            continue
+        newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
+        if now - newest > max_age_seconds:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
