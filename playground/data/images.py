@@ -59,7 +59,9 @@ def load_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Im
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name!r} has too many pixels (over {MAX_PIXELS // 1_000_000} megapixels).") from None
+        raise ImageError(
+            f"{name!r} has too many pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels. Please downscale it first."
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name!r} is not an image we can read; please upload a {FORMATS} file.") from None
     except (OSError, ValueError, SyntaxError, EOFError):

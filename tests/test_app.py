@@ -1,0 +1,131 @@
+"""The launched app, driven through gradio_client: every api_name, good and bad uploads."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from image_files import write_bad, write_good
+from playground import media
+from playground.noising import get_schedule, load_x0, noise_photo
+from playground.ui import build_app, launch
+from test_images import BAD, GOOD
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("PLAYGROUND_WORK_DIR", str(tmp_path_factory.mktemp("work")))
+    demo = build_app()
+    port = free_port()
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return {**write_good(tmp_path_factory.mktemp("good")), **write_bad(tmp_path_factory.mktemp("bad"))}
+
+
+def noise(client, path, schedule="cosine", T=1000, t=250, seed=0, resolution=64, zero_snr=False):
+    return client.predict(handle_file(str(path)), schedule, T, t, seed, resolution, zero_snr, api_name="/noise")
+
+
+def test_every_endpoint_is_named(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/noise", "/noise_gif", "/schedule"} <= names
+
+
+def test_served_x_t_is_the_core_x_t_pixel_for_pixel(client, files):
+    x0_path, xt_path, eps_path, formula, strip, numbers = noise(client, files["photo.jpg"], t=400, seed=7, resolution=64)
+    schedule = get_schedule("cosine", 1000)
+    expected = noise_photo(load_x0(files["photo.jpg"], 64), schedule, 400, 7)
+    served = Image.open(xt_path).convert("RGB")
+    assert served.size == (256, 256)  # 64 px zoomed x4, nearest-neighbour
+    unzoomed = served.resize((64, 64), Image.NEAREST)
+    assert np.array_equal(np.asarray(unzoomed), np.asarray(media.tensor_to_pil(expected.x_t)))
+    assert numbers["t"] == 400 and numbers["schedule"] == "cosine"
+    assert numbers["sqrt_alpha_bar"] == pytest.approx(float(schedule.sqrt_alphas_cumprod[400]))
+    assert f"{numbers['sqrt_alpha_bar']:.4f}" in formula and "dB" in formula
+
+
+def test_moving_t_changes_x_t_and_the_seed_fixes_the_noise(client, files):
+    a = np.asarray(Image.open(noise(client, files["photo.png"], t=100)[1]), dtype=int)
+    b = np.asarray(Image.open(noise(client, files["photo.png"], t=900)[1]), dtype=int)
+    again = np.asarray(Image.open(noise(client, files["photo.png"], t=100)[1]), dtype=int)
+    other_seed = np.asarray(Image.open(noise(client, files["photo.png"], t=100, seed=1)[1]), dtype=int)
+    assert np.abs(a - b).mean() > 10
+    assert np.array_equal(a, again)
+    assert np.abs(a - other_seed).mean() > 1
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_good_uploads_work_through_the_app(client, files, name):
+    x0_path, xt_path, *_ = noise(client, files[name])
+    assert Image.open(x0_path).size == (256, 256)
+
+
+def test_bad_uploads_get_a_sentence_and_the_app_stays_up(client, files):
+    for name, message in BAD.items():
+        with pytest.raises(AppError) as caught:
+            noise(client, files[name])
+        text = str(caught.value)
+        assert name in text and "Traceback" not in text, text
+        assert any(part in text for part in message.split("|")), text
+        # still serving, and still answering correctly
+        assert noise(client, files["photo.png"], t=10)[5]["t"] == 10
+
+
+@pytest.mark.parametrize("args,message", [
+    (dict(schedule="cosin"), "cosin"),  # Gradio's Dropdown refuses it before our handler
+    (dict(T=5), "less than minimum value 10"),  # the slider's own bounds check
+    (dict(seed=-3), "less than minimum value 0"),
+])
+def test_bad_settings_get_a_sentence(client, files, args, message):
+    with pytest.raises(AppError, match=message):
+        noise(client, files["photo.png"], **args)
+
+
+def test_t_beyond_T_is_clamped_to_the_last_step(client, files):
+    assert noise(client, files["photo.png"], T=100, t=500)[5]["t"] == 99
+
+
+def test_schedule_endpoint_plots_every_chosen_schedule(client):
+    beta, alpha_bar, log_snr, summary = client.predict(["linear", "cosine", "sigmoid"], 500, True, api_name="/schedule")
+    for figure in (beta, alpha_bar, log_snr):
+        traces = json.loads(figure["plot"])["data"]
+        assert [t["name"] for t in traces] == ["linear", "cosine", "sigmoid",
+                                               "linear+zero_snr", "cosine+zero_snr", "sigmoid+zero_snr"]
+        assert all(len(t["x"]) == 500 for t in traces)
+    alpha = json.loads(alpha_bar["plot"])["data"]
+    assert alpha[1]["y"][0] == pytest.approx(float(get_schedule("cosine", 500).alphas_cumprod[0]))
+    assert [row[0] for row in summary["data"]][:3] == ["linear", "cosine", "sigmoid"]
+    with pytest.raises(AppError, match="'nope'.*not in the list of choices"):
+        client.predict(["linear", "nope"], 500, False, api_name="/schedule")
+
+
+def test_gif_of_the_forward_process(client, files):
+    shown, download = client.predict(handle_file(str(files["photo.png"])), "linear", 1000, 0, 64, False,
+                                     api_name="/noise_gif")
+    with Image.open(download) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 61
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(files["notes.txt"])), "linear", 1000, 0, 64, False, api_name="/noise_gif")
