@@ -76,7 +76,7 @@ def evenly_spaced_timesteps(num_timesteps: int, count: int) -> list[int]:
 
 def _label(image: Image.Image, text: str) -> Image.Image:
     """Write ``text`` in a white band under ``image``."""
-    font = ImageFont.load_default(size=max(10, image.width // 9))
+    font = ImageFont.load_default(size=max(14, image.width // 7))
     band = font.size + 8
     out = Image.new("RGB", (image.width, image.height + band), (255, 255, 255))
     out.paste(image, (0, 0))

@@ -26,7 +26,7 @@ from playground.ui.common import check_seed, get_checked_schedule
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
 DEFAULT_EXAMPLE = str(EXAMPLES_DIR / "landscape.png")
-NO_PHOTO = "Upload a photo, or pick one of the examples, to begin."
+SHOWING_EXAMPLE = "*Showing the example landscape: drop your own photo on the left, or pick another example.*"
 
 INTRO = """
 The **forward process** blends a photo with Gaussian noise. At timestep *t* it has a closed form,
@@ -39,11 +39,14 @@ A diffusion model learns to run this backwards. *t* counts from 0, as in diffuse
 def noise(
     photo: str | None, schedule_name: str, num_timesteps: int, t: int, seed: int, resolution: int, zero_snr: bool
 ):
-    """x_0, x_t, eps, the formula with numbers, a strip over t, and the numbers as a dict."""
+    """x_0, x_t, eps, the formula with numbers, a strip over t, and the numbers as a dict.
+
+    With no photo, the bundled landscape example is used.
+    """
     schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
     seed = check_seed(seed)
-    if not photo:
-        return None, None, None, NO_PHOTO, None, {}
+    using_example = not photo
+    photo = photo or DEFAULT_EXAMPLE
     try:
         x0 = load_x0(photo, int(resolution))
     except ImageError as error:
@@ -56,8 +59,8 @@ def noise(
         media.zoom(media.tensor_to_pil(noised.x0)),
         media.zoom(media.tensor_to_pil(noised.x_t)),
         media.zoom(media.noise_to_pil(noised.noise)),
-        formula_markdown(noised.level),
-        forward_strip(noised.x0, noised.noise, schedule, cell=max(96, int(resolution) // 2)),
+        formula_markdown(noised.level) + ("\n\n" + SHOWING_EXAMPLE if using_example else ""),
+        forward_strip(noised.x0, noised.noise, schedule, cell=128),
         {"schedule": schedule.name, **dataclasses.asdict(noised.level)},
     )
 
@@ -69,8 +72,7 @@ def noise_gif(
     """A GIF of x_0 -> x_T for this photo, schedule and seed; returned twice (to show and to download)."""
     schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
     seed = check_seed(seed)
-    if not photo:
-        raise gr.Error(NO_PHOTO)
+    photo = photo or DEFAULT_EXAMPLE
     try:
         x0 = load_x0(photo, int(resolution))
     except ImageError as error:
@@ -100,13 +102,15 @@ def build(demo: gr.Blocks) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             photo = gr.File(
-                value=DEFAULT_EXAMPLE,
-                label=f"Your photo ({FORMATS}; up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 1_000_000} megapixels)",
+                label="Your photo",
                 file_count="single",
                 type="filepath",
                 elem_id="forward-photo",
             )
-            gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo], label="Examples (drawn by us; the dog is Noto Color Emoji, OFL)")
+            gr.Markdown(f"{FORMATS}; up to {MAX_FILE_BYTES // 2**20} MB and {MAX_PIXELS // 1_000_000} megapixels. "
+                        "Phone photos are turned upright; transparency becomes white.")
+            gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo],
+                        label="Examples (drawn by our code; the dog is Noto Color Emoji, OFL 1.1)")
             schedule = gr.Dropdown(list(BETA_SCHEDULES), value="linear", label="Schedule", elem_id="forward-schedule")
             num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)")
             t = gr.Slider(0, 999, value=250, step=1, label="t (timestep)", elem_id="forward-t")
@@ -116,24 +120,26 @@ def build(demo: gr.Blocks) -> None:
             zero_snr = gr.Checkbox(False, label="Rescale to zero terminal SNR (Lin et al. 2024)")
         with gr.Column(scale=2):
             with gr.Row():
-                x0 = gr.Image(label="x₀ (your photo, centre-cropped)", format="png", interactive=False,
+                x0 = gr.Image(label="x₀ (centre-cropped)", format="png", interactive=False,
                               elem_classes=["pixelated"], elem_id="forward-x0")
                 x_t = gr.Image(label="x_t", format="png", interactive=False,
                                elem_classes=["pixelated"], elem_id="forward-xt")
-                eps = gr.Image(label="ε (noise; ±3σ shown black..white)", format="png", interactive=False,
+                eps = gr.Image(label="ε (noise)", format="png", interactive=False,
                                elem_classes=["pixelated"], elem_id="forward-eps")
-            formula = gr.Markdown(NO_PHOTO, latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+            formula = gr.Markdown("", latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                                               {"left": "$", "right": "$", "display": False}],
                                   elem_id="forward-formula")
-            strip = gr.Image(label="x_t at evenly spaced t", format="png", interactive=False,
-                             elem_classes=["pixelated"], elem_id="forward-strip")
+            gr.Markdown("ε is shown from −3σ (black) to +3σ (white); x_t is clipped to the picture's range. "
+                        "Below: the same photo and noise at evenly spaced t, from x₀ to the last step.")
+            strip = gr.Image(show_label=False, format="png", interactive=False, height=180,
+                             elem_classes=["pixelated"], elem_id="forward-strip", buttons=["download", "fullscreen"])
             with gr.Accordion("The numbers (JSON)", open=False):
                 numbers = gr.JSON(label="Noise level at t")
-            with gr.Row():
-                gif_button = gr.Button("Make a GIF of the whole forward process", variant="secondary")
-            with gr.Row():
-                gif = gr.Image(label="Forward process (GIF)", interactive=False, visible=True, elem_id="forward-gif")
-                gif_file = gr.File(label="Download the GIF", interactive=False)
+            with gr.Accordion("The whole forward process as a GIF", open=False):
+                gif_button = gr.Button("Make the GIF (61 frames)", variant="secondary")
+                with gr.Row():
+                    gif = gr.Image(label="Forward process", interactive=False, elem_id="forward-gif", height=300)
+                    gif_file = gr.File(label="Download the GIF", interactive=False)
 
     inputs = [photo, schedule, num_timesteps, t, seed, resolution, zero_snr]
     outputs = [x0, x_t, eps, formula, strip, numbers]

@@ -1,0 +1,111 @@
+"""A real browser (Debian's Chromium, driven by Playwright) on the real page: one flow per tab, with screenshots.
+
+Screenshots are kept in tests/artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from conftest import ARTIFACTS
+from image_files import write_bad, write_good
+from test_app import free_port
+
+CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
+# As root, on a machine with no network: no sandbox, and no background calls home.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from playground.ui import build_app, launch
+
+    demo = build_app()
+    port = free_port()
+    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}; the test command installs Debian's 'chromium' package.")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(30_000)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def image_src(page, elem_id: str) -> str | None:
+    img = page.locator(f"#{elem_id} img")
+    return img.first.get_attribute("src") if img.count() else None
+
+
+def wait_for_new_src(page, elem_id: str, old: str | None, timeout_ms: int = 30_000) -> str:
+    page.wait_for_function(
+        """([id, old]) => { const img = document.querySelector('#' + id + ' img');
+                            return img && img.src && img.src !== old; }""",
+        arg=[elem_id, old], timeout=timeout_ms)
+    return image_src(page, elem_id)
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_forward_tab_upload_move_t_and_see_x_t_change(page, tmp_path_factory):
+    photos = write_good(tmp_path_factory.mktemp("good"))
+    # On load the tab already shows the default example noised at t = 250.
+    first = wait_for_new_src(page, "forward-xt", None)
+    x0_before = image_src(page, "forward-x0")
+    page.locator("#forward-photo input[type=file]").set_input_files(str(photos["phone_rotated.jpg"]))
+    wait_for_new_src(page, "forward-x0", x0_before)
+    after_upload = wait_for_new_src(page, "forward-xt", first)
+    page.screenshot(path=str(ARTIFACTS / "forward_uploaded.png"), full_page=True)
+
+    set_slider(page, "forward-t", 800)
+    moved = wait_for_new_src(page, "forward-xt", after_upload)
+    assert moved != after_upload
+    page.wait_for_function("() => document.querySelector('#forward-formula').innerText.includes('800')")
+    page.screenshot(path=str(ARTIFACTS / "forward_t800.png"), full_page=True)
+
+
+def test_forward_tab_bad_upload_shows_a_sentence_and_keeps_working(page, tmp_path_factory):
+    bad = write_bad(tmp_path_factory.mktemp("bad"))
+    shown = image_src(page, "forward-xt")
+    page.locator("#forward-photo button[aria-label=Clear]").click()  # back to the example landscape
+    shown = wait_for_new_src(page, "forward-xt", shown)
+    page.locator("#forward-photo input[type=file]").set_input_files(str(bad["notes.txt"]))
+    toast = page.get_by_text("is not an image we can read", exact=False)
+    toast.first.wait_for(state="visible")
+    page.screenshot(path=str(ARTIFACTS / "forward_bad_upload.png"), full_page=True)
+    assert page.get_by_text("Traceback").count() == 0
+    # The last good pictures stay on screen, and picking an example works again.
+    assert image_src(page, "forward-xt") == shown
+    before = shown
+    page.get_by_text("dog.png", exact=False).first.click()
+    wait_for_new_src(page, "forward-xt", before)
+
+
+def test_schedule_tab_shows_the_plots(page):
+    page.get_by_role("tab", name="Schedule").click()
+    page.locator("#schedule-alpha-bar .js-plotly-plot").wait_for(state="visible")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#schedule-alpha-bar .js-plotly-plot .scatterlayer .trace').length >= 2")
+    page.get_by_label("sigmoid").check()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#schedule-alpha-bar .js-plotly-plot .scatterlayer .trace').length >= 3")
+    page.screenshot(path=str(ARTIFACTS / "schedule.png"), full_page=True)
