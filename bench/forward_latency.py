@@ -3,8 +3,9 @@
     python bench/forward_latency.py [--startup]
 
 Prints, for a 512 px photo at each working resolution:
-  * cold:   the first update after an upload (decode + crop + resize + noise + encode the outputs as Gradio does)
-  * warm:   one update as the t slider moves (the photo is cached), server side, outputs PNG-encoded
+  * cold:   the first update after an upload, event `noise` (decode + crop + resize + noise + x_0, x_t, eps and the
+            strip PNG-encoded as Gradio does)
+  * warm:   one update as the t slider moves, event `noise_step` (photo cached; x_t PNG-encoded), server side
   * client: the same update end to end through gradio_client (HTTP, queue, results), which also re-uploads the
             photo on every call (a browser does not); pictures are not downloaded, as a browser fetches them lazily
 and the ratio of diffusers' DDPMScheduler.add_noise time to ours on the same tensors (>1: ours is faster).
@@ -35,7 +36,7 @@ from gradio import processing_utils  # noqa: E402
 from image_files import photo  # noqa: E402
 from playground.noising import _load_prepared, get_schedule  # noqa: E402
 from playground.diffusion import add_noise  # noqa: E402
-from playground.ui.forward import noise  # noqa: E402
+from playground.ui.forward import noise, noise_step  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -62,7 +63,7 @@ def bench_handler(path: Path, repeats: int) -> None:
             encode_outputs(noise(str(path), "linear", 1000, 100 + i, 0, resolution, False))
 
         def warm(i):
-            encode_outputs(noise(str(path), "linear", 1000, (37 * i) % 1000, 0, resolution, False))
+            encode_outputs(noise_step(str(path), "linear", 1000, (37 * i) % 1000, 0, resolution, False))
 
         warm(0)
         print(f"  {resolution:>3} px: cold {median_ms(cold, max(3, repeats // 4)):6.1f} ms   "
@@ -84,7 +85,7 @@ def bench_client(path: Path, repeats: int) -> None:
     for resolution in (64, 128, 256):
         client.predict(uploaded, "linear", 1000, 1, 0, resolution, False, api_name="/noise")
         ms = median_ms(lambda i: client.predict(uploaded, "linear", 1000, (37 * i) % 1000, 0, resolution, False,
-                                                api_name="/noise"), repeats)
+                                                api_name="/noise_step"), repeats)
         print(f"  {resolution:>3} px: end to end through gradio_client {ms:6.1f} ms per slider update")
     demo.close()
 

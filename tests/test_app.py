@@ -51,7 +51,7 @@ def noise(client, path, schedule="cosine", T=1000, t=250, seed=0, resolution=64,
 
 def test_every_endpoint_is_named(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/noise", "/noise_gif", "/schedule"} <= names
+    assert {"/noise", "/noise_step", "/noise_gif", "/schedule"} <= names
 
 
 def test_served_x_t_is_the_core_x_t_pixel_for_pixel(client, files):
@@ -65,6 +65,13 @@ def test_served_x_t_is_the_core_x_t_pixel_for_pixel(client, files):
     assert numbers["t"] == 400 and numbers["schedule"] == "cosine"
     assert numbers["sqrt_alpha_bar"] == pytest.approx(float(schedule.sqrt_alphas_cumprod[400]))
     assert f"{numbers['sqrt_alpha_bar']:.4f}" in formula and "dB" in formula
+
+
+def test_noise_step_is_the_slider_part_of_noise(client, files):
+    full = noise(client, files["photo.png"], t=321, seed=3)
+    step = client.predict(handle_file(str(files["photo.png"])), "cosine", 1000, 321, 3, 64, False, api_name="/noise_step")
+    assert np.array_equal(np.asarray(Image.open(full[1])), np.asarray(Image.open(step[0])))
+    assert step[1] == full[3] and step[2] == full[5]
 
 
 def test_moving_t_changes_x_t_and_the_seed_fixes_the_noise(client, files):

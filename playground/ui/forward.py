@@ -36,6 +36,23 @@ A diffusion model learns to run this backwards. *t* counts from 0, as in diffuse
 """
 
 
+def _noised(photo, schedule_name, num_timesteps, t, seed, resolution, zero_snr):
+    """Check the values and noise the photo (the bundled landscape when there is none)."""
+    schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
+    seed = check_seed(seed)
+    try:
+        x0 = load_x0(photo or DEFAULT_EXAMPLE, int(resolution))
+    except ImageError as error:
+        raise gr.Error(str(error), title="That file can't be used") from None
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    t = min(max(int(t), 0), schedule.num_timesteps - 1)  # a T change can race the slider: clamp
+    noised = noise_photo(x0, schedule, t, seed)
+    caption = formula_markdown(noised.level) + ("" if photo else "\n\n" + SHOWING_EXAMPLE)
+    numbers = {"schedule": schedule.name, **dataclasses.asdict(noised.level)}
+    return noised, schedule, caption, numbers
+
+
 def noise(
     photo: str | None, schedule_name: str, num_timesteps: int, t: int, seed: int, resolution: int, zero_snr: bool
 ):
@@ -43,26 +60,23 @@ def noise(
 
     With no photo, the bundled landscape example is used.
     """
-    schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
-    seed = check_seed(seed)
-    using_example = not photo
-    photo = photo or DEFAULT_EXAMPLE
-    try:
-        x0 = load_x0(photo, int(resolution))
-    except ImageError as error:
-        raise gr.Error(str(error), title="That file can't be used") from None
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
-    t = min(max(int(t), 0), schedule.num_timesteps - 1)  # a T change can race the slider: clamp
-    noised = noise_photo(x0, schedule, t, seed)
+    noised, schedule, caption, numbers = _noised(photo, schedule_name, num_timesteps, t, seed, resolution, zero_snr)
     return (
         media.zoom(media.tensor_to_pil(noised.x0)),
         media.zoom(media.tensor_to_pil(noised.x_t)),
         media.zoom(media.noise_to_pil(noised.noise)),
-        formula_markdown(noised.level) + ("\n\n" + SHOWING_EXAMPLE if using_example else ""),
+        caption,
         forward_strip(noised.x0, noised.noise, schedule, cell=128),
-        {"schedule": schedule.name, **dataclasses.asdict(noised.level)},
+        numbers,
     )
+
+
+def noise_step(
+    photo: str | None, schedule_name: str, num_timesteps: int, t: int, seed: int, resolution: int, zero_snr: bool
+):
+    """What changes as the t slider moves: x_t, the formula and the numbers (x_0, eps and the strip do not)."""
+    noised, _, caption, numbers = _noised(photo, schedule_name, num_timesteps, t, seed, resolution, zero_snr)
+    return media.zoom(media.tensor_to_pil(noised.x_t)), caption, numbers
 
 
 def noise_gif(
@@ -146,10 +160,12 @@ def build(demo: gr.Blocks) -> None:
     num_timesteps.change(t_range, [num_timesteps, t], [t], api_name="noise_t_range",
                          api_visibility="undocumented", queue=False)
     gr.on(
-        triggers=[demo.load, photo.change, schedule.change, num_timesteps.change, t.change, seed.change,
+        triggers=[demo.load, photo.change, schedule.change, num_timesteps.change, seed.change,
                   resolution.change, zero_snr.change],
         fn=noise, inputs=inputs, outputs=outputs, api_name="noise",
         trigger_mode="always_last", show_progress="hidden", concurrency_limit=4,
     )
+    t.change(noise_step, inputs, [x_t, formula, numbers], api_name="noise_step",
+             trigger_mode="always_last", show_progress="hidden", concurrency_limit=4)
     gif_button.click(noise_gif, [photo, schedule, num_timesteps, seed, resolution, zero_snr], [gif, gif_file],
                      api_name="noise_gif", concurrency_limit=2)
