@@ -39,7 +39,75 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"schedules among {', '.join(BETA_SCHEDULES)} (default: all)")
     schedule.add_argument("--T", dest="num_timesteps", type=_timesteps, default=1000)
     schedule.add_argument("--zero-snr", action="store_true")
+    train = commands.add_parser("train", help="train a model from scratch on a built-in dataset (resumable)")
+    train.add_argument("--dataset", choices=["emoji"], default="emoji")
+    train.add_argument("--subset", choices=["curated", "all"], default="curated",
+                       help="curated: faces, people, animals, food, places, activities, objects without skin-tone "
+                            "variants; all: every emoji (~3,600)")
+    train.add_argument("--model", choices=["tiny", "emoji32", "emoji64"], default="emoji32", help="network size")
+    train.add_argument("--steps", type=int, default=20000, help="optimizer steps in total")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--warmup-steps", type=int, default=200)
+    train.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"], default="v_prediction")
+    train.add_argument("--min-snr-gamma", type=float, default=5.0, help="Min-SNR-gamma loss weight (0: off)")
+    train.add_argument("--schedule", choices=list(BETA_SCHEDULES), default="cosine")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="the run folder (checkpoint/, samples/, log.csv)")
+    train.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
+    train.add_argument("--preview-every", type=int, default=500)
+    train.add_argument("--checkpoint-every", type=float, default=600, help="seconds between checkpoints")
+    train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     return parser
+
+
+CURATED_GROUPS = ("Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places",
+                  "Activities", "Objects")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import platform
+    import shlex
+
+    import torch
+    from tqdm import tqdm
+
+    from playground.data.emoji import load_emoji_set
+    from playground.diffusion.training import TrainConfig
+    from playground.models import PRESETS, pick_device
+    from playground.runs import dataset_from_uint8, run_training
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    model_config = PRESETS[args.model]
+    curated = args.subset == "curated"
+    emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None, skin_tones=not curated)
+    dataset = dataset_from_uint8(f"noto-emoji-{args.subset}", emoji.images)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                         prediction_type=args.prediction_type, min_snr_gamma=args.min_snr_gamma or None,
+                         schedule=args.schedule, seed=args.seed)
+    hardware = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
+                if device.type == "cpu" else torch.cuda.get_device_name(device))
+    extra = {"command": "python -m playground " + shlex.join(sys.argv[1:] if sys.argv[0].endswith("__main__.py") else sys.argv),
+             "hardware": hardware,
+             "data": {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
+                      "licence": "Noto Color Emoji, SIL Open Font License 1.1"}}
+    print(f"{dataset.count} images at {model_config.resolution} px on {device}; {config.steps} steps of {config.batch_size}")
+    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True)
+
+    def on_event(event) -> None:
+        bar.n = event.step
+        bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", img_s=f"{event.images_per_second:.0f}")
+        bar.refresh()
+
+    folder = run_training(args.out, dataset, model_config, config, resume=not args.no_resume,
+                          preview_every=args.preview_every, checkpoint_every_s=args.checkpoint_every,
+                          extra_info=extra, on_event=on_event, device=device)
+    bar.close()
+    print(f"wrote {folder}")
+    return 0
 
 
 def run_noise(args: argparse.Namespace) -> int:
@@ -90,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return {"noise": run_noise, "schedule": run_schedule}[args.command](args)
-    except (ImageError, ValueError) as error:  # a sentence for the person, not a traceback
+        return {"noise": run_noise, "schedule": run_schedule, "train": run_train}[args.command](args)
+    except (ImageError, ValueError, FileNotFoundError) as error:  # a sentence for the person, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,192 @@
+"""Checkpoints are diffusers DDPM pipeline folders: ``DDPMPipeline.from_pretrained(folder)`` loads them.
+
+    folder/
+      model_index.json                         # DDPMPipeline = unet + scheduler
+      unet/config.json, unet/diffusion_pytorch_model.safetensors   # the weights to sample with (EMA)
+      scheduler/scheduler_config.json          # DDPMScheduler: schedule, T, prediction type
+      playground.json                          # what it was trained on and how (ours; diffusers ignores it)
+      README.md                                # the model card
+      training/                                # optional, to resume: online weights, optimizer, RNG, step
+
+Weights are .safetensors only; pickle files (.bin, .pt, .ckpt) are refused, because loading one can run code.
+Any local diffusers DDPM folder in this layout loads as is. Writes are atomic (temp folder + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from playground import __version__
+from playground.diffusion.schedules import DIFFUSERS_NAMES, NoiseSchedule
+from playground.models import ModelConfig
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+FROM_DIFFUSERS = {diffusers_name: ours for ours, (diffusers_name, _, _) in DIFFUSERS_NAMES.items()}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that can't be used; ``str(error)`` is one sentence for a person."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    unet: torch.nn.Module  # diffusers UNet2DModel, eval mode
+    schedule: NoiseSchedule
+    prediction_type: str
+    info: dict = field(default_factory=dict)  # playground.json, or {} for a foreign diffusers folder
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def resolution(self) -> int:
+        return int(self.unet.config.sample_size)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def save_checkpoint(
+    folder: str | os.PathLike,
+    unet: torch.nn.Module,
+    schedule_name: str,
+    num_timesteps: int,
+    prediction_type: str,
+    info: dict,
+    model_card: str,
+    training: dict[str, torch.Tensor] | None = None,
+    training_meta: dict | None = None,
+) -> Path:
+    """Write a complete checkpoint folder atomically; returns its path.
+
+    unet: the weights to sample with (the EMA copy when there is one). info: playground.json's content (the
+    code version and time are added). training: tensors to resume from (online weights, optimizer moments,
+    RNG state), with their non-tensor part in training_meta.
+    """
+    from diffusers import DDPMScheduler, __version__ as diffusers_version
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        diffusers_name, beta_start, beta_end = DIFFUSERS_NAMES[schedule_name]
+        DDPMScheduler(num_train_timesteps=num_timesteps, beta_schedule=diffusers_name, beta_start=beta_start,
+                      beta_end=beta_end, prediction_type=prediction_type, clip_sample=True).save_pretrained(tmp / "scheduler")
+        (tmp / "model_index.json").write_text(json.dumps({
+            "_class_name": "DDPMPipeline", "_diffusers_version": diffusers_version,
+            "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}, indent=2))
+        full_info = {"format": 1, "code_version": __version__, "git_commit": git_commit(),
+                     "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
+        (tmp / "playground.json").write_text(json.dumps(full_info, indent=2))
+        (tmp / "README.md").write_text(model_card)
+        if training is not None:
+            (tmp / "training").mkdir()
+            save_file({k: v.contiguous() for k, v in training.items()}, str(tmp / "training" / "state.safetensors"))
+            (tmp / "training" / "state.json").write_text(json.dumps(training_meta or {}, indent=2))
+        _replace_folder(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``; an existing target is moved aside first and removed after."""
+    if target.exists():
+        old = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def _refuse_pickles(folder: Path) -> None:
+    unet = folder / "unet"
+    if any(unet.glob("*.safetensors")):
+        return
+    pickles = [p.name for p in unet.glob("*") if p.suffix in PICKLE_SUFFIXES] if unet.is_dir() else []
+    if pickles:
+        raise CheckpointError(
+            f"{folder.name!r} stores its weights as a pickle file ({pickles[0]}), which can run code when loaded; "
+            "only .safetensors weights are accepted. Re-save it with save_pretrained(safe_serialization=True).")
+    raise CheckpointError(f"{folder.name!r} has no unet/*.safetensors weights; is it a diffusers DDPM folder?")
+
+
+def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
+    """Load a checkpoint folder (ours, or any diffusers DDPM folder with safetensors weights)."""
+    from diffusers import UNet2DModel
+
+    folder = Path(folder)
+    if not (folder / "unet" / "config.json").is_file() or not (folder / "scheduler" / "scheduler_config.json").is_file():
+        raise CheckpointError(f"{folder.name!r} is not a diffusers DDPM folder (it needs unet/ and scheduler/).")
+    _refuse_pickles(folder)
+    scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    schedule = _schedule_from_diffusers(scheduler_config, folder.name)
+    try:
+        unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False).to(device).eval()
+    except Exception as error:  # a broken folder is the person's problem to fix, in one sentence
+        raise CheckpointError(f"Could not load the weights in {folder.name!r}: {error}".split("\n")[0]) from None
+    info_path = folder / "playground.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return Checkpoint(folder, unet, schedule, scheduler_config.get("prediction_type", "epsilon"), info)
+
+
+def _schedule_from_diffusers(config: dict, name: str) -> NoiseSchedule:
+    T = int(config.get("num_train_timesteps", 1000))
+    zero_snr = bool(config.get("rescale_betas_zero_snr", False))
+    if config.get("trained_betas") is not None:
+        return NoiseSchedule.from_betas(torch.tensor(config["trained_betas"], dtype=torch.float64), "trained")
+    beta_schedule = config.get("beta_schedule", "linear")
+    ours = FROM_DIFFUSERS.get(beta_schedule)
+    if ours is None:
+        raise CheckpointError(f"{name!r} uses the schedule {beta_schedule!r}, which the playground does not know.")
+    _, start, end = DIFFUSERS_NAMES[ours]
+    if (config.get("beta_start", start), config.get("beta_end", end)) != (start, end) and ours != "cosine":
+        from playground.diffusion.schedules import BETA_SCHEDULES, rescale_zero_terminal_snr
+
+        betas = BETA_SCHEDULES[ours](T, config["beta_start"], config["beta_end"])
+        return NoiseSchedule.from_betas(rescale_zero_terminal_snr(betas) if zero_snr else betas, ours)
+    return NoiseSchedule.from_name(ours, T, zero_terminal_snr=zero_snr)
+
+
+def load_training_state(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The resume tensors and metadata of a checkpoint, or None when it has none."""
+    folder = Path(folder)
+    tensors, meta = folder / "training" / "state.safetensors", folder / "training" / "state.json"
+    if not tensors.is_file() or not meta.is_file():
+        return None
+    return load_file(str(tensors)), json.loads(meta.read_text())
+
+
+def list_checkpoints(*roots: str | os.PathLike) -> list[Path]:
+    """Checkpoint folders directly inside ``roots``, sorted by name."""
+    found = []
+    for root in roots:
+        root = Path(root)
+        if root.is_dir():
+            found += [p for p in root.iterdir() if (p / "model_index.json").is_file() and (p / "unet").is_dir()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def model_config_of(checkpoint: Checkpoint) -> ModelConfig | None:
+    values = checkpoint.info.get("model")
+    return ModelConfig.from_dict(values) if values else None
