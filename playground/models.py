@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -72,3 +73,37 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if prefer:
         return torch.device(prefer)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer-style sinusoidal features of the timestep (Vaswani et al. 2017; DDPM uses the same): (B,) -> (B, dim)."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t.float()[:, None] * frequencies[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """The 2-D denoiser: an MLP on (x, y) plus a sinusoidal time embedding."""
+
+    hidden: int = 128  # width of each hidden layer
+    layers: int = 3  # hidden layers
+    time_dim: int = 32  # size of the sinusoidal embedding of t
+
+
+class ToyMLP(torch.nn.Module):
+    """eps_theta(x_t, t) for points: [x_t, emb(t)] -> MLP with SiLU -> 2 numbers."""
+
+    def __init__(self, config: ToyConfig = ToyConfig()) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden
+        layers: list[torch.nn.Module] = [torch.nn.Linear(2 + config.time_dim, width), torch.nn.SiLU()]
+        for _ in range(config.layers - 1):
+            layers += [torch.nn.Linear(width, width), torch.nn.SiLU()]
+        layers.append(torch.nn.Linear(width, 2))
+        self.net = torch.nn.Sequential(*layers)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, 2), (B,) -> (B, 2)
+        return self.net(torch.cat([x_t, sinusoidal_embedding(t, self.config.time_dim)], dim=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from typing import Sequence
 
 import plotly.graph_objects as go
@@ -77,3 +78,96 @@ def schedule_summary(schedules: Sequence[NoiseSchedule]) -> list[list]:
             f"{int((s.alphas_cumprod < 0.01).sum())} of {s.num_timesteps}",
         ])
     return rows
+
+
+# --- the 2-D toy lab ---
+
+AXIS = dict(range=[-4, 4], zeroline=False, scaleanchor=None)
+POINT = dict(size=3, color="#3b5bdb", opacity=0.6)
+
+
+def _attach_frames(figure: go.Figure, frames: list[go.Frame]) -> go.Figure:
+    """Carry animation frames in layout.meta: Gradio's Plot hands Plotly only data and layout, so the page
+    script in playground.ui (ANIMATION_JS) adds these with Plotly.addFrames. API users find them there too."""
+    figure.update_layout(meta={"playground_frames": [frame.to_plotly_json() for frame in frames],
+                               "token": uuid.uuid4().hex})
+    return figure
+
+
+def _xy(points) -> dict:
+    """Coordinates rounded to 1e-3: plenty for a plot, and a third of the JSON."""
+    return dict(x=[round(v, 3) for v in points[:, 0].tolist()], y=[round(v, 3) for v in points[:, 1].tolist()])
+
+
+def _play_controls(frame_names: list[str], duration_ms: int, active: int = 0) -> dict:
+    return dict(
+        updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.08, xanchor="left", yanchor="top",
+                          buttons=[dict(label="▶ Play", method="animate",
+                                        args=[None, dict(frame=dict(duration=duration_ms, redraw=False),
+                                                         transition=dict(duration=0), fromcurrent=active == 0)]),
+                                   dict(label="❚❚ Pause", method="animate",
+                                        args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")])])],
+        sliders=[dict(active=active, x=0.18, y=-0.06, len=0.8, currentvalue=dict(prefix=""),
+                      steps=[dict(label=name, method="animate",
+                                  args=[[name], dict(frame=dict(duration=0, redraw=False), mode="immediate")])
+                             for name in frame_names])],
+    )
+
+
+def toy_forward_figure(frames: list, schedule: NoiseSchedule) -> go.Figure:
+    """The cloud diffusing over t (left) beside alpha-bar with the current t marked (right), animated."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.1,
+                           subplot_titles=("x_t: the cloud at step t", "ᾱ_t (the marker is the current t)"))
+    t0, x0 = frames[0]
+    alpha_bar = schedule.alphas_cumprod.tolist()
+    figure.add_scatter(**_xy(x0), mode="markers", marker=POINT, row=1, col=1)
+    figure.add_scatter(x=list(range(len(alpha_bar))), y=alpha_bar, mode="lines", line=dict(color="#2ca02c"),
+                       row=1, col=2)
+    figure.add_scatter(x=[t0], y=[alpha_bar[t0]], mode="markers", marker=dict(size=12, color="#d62728"), row=1, col=2)
+    _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[0, 2], data=[
+        go.Scatter(**_xy(x)), go.Scatter(x=[t], y=[alpha_bar[t]])]) for t, x in frames])
+    figure.update_layout(template="plotly_white", height=460, showlegend=False, margin=dict(l=40, r=20, t=50, b=90),
+                         **_play_controls([f"t={t}" for t, _ in frames], 150))
+    figure.update_xaxes(range=[-4, 4], row=1, col=1)
+    figure.update_yaxes(range=[-4, 4], row=1, col=1)
+    figure.update_xaxes(title_text="t", row=1, col=2)
+    return figure
+
+
+def toy_reverse_figure(frames: list, trajectories, title: str) -> go.Figure:
+    """Sampling from pure noise, animated, with the whole path of a few points drawn.
+
+    It opens on the result; Play runs it again from pure noise.
+    """
+    figure = go.Figure()
+    t0, x0 = frames[-1]
+    figure.add_scatter(**_xy(x0), mode="markers", marker=POINT, name="samples")
+    for k in range(trajectories.shape[1]):
+        path = trajectories[:, k]
+        figure.add_scatter(x=path[:, 0].tolist(), y=path[:, 1].tolist(), mode="lines",
+                           line=dict(width=1.5, color="rgba(214,39,40,0.75)"), name="path", showlegend=k == 0)
+        figure.add_scatter(x=[float(path[-1, 0])], y=[float(path[-1, 1])], mode="markers",
+                           marker=dict(size=7, color="#d62728"), showlegend=False)
+    _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[0], data=[go.Scatter(**_xy(x))]) for t, x in frames])
+    figure.update_layout(title=title, template="plotly_white", height=480, xaxis=AXIS, yaxis=AXIS,
+                         margin=dict(l=40, r=20, t=50, b=90), legend=dict(x=0.01, y=0.99),
+                         **_play_controls([f"t={t}" for t, _ in frames], 120, active=len(frames) - 1))
+    return figure
+
+
+def loss_figure(losses: list[float], smoothing: float = 0.98) -> go.Figure:
+    """The training loss per step, raw and exponentially smoothed (debiased as Adam does)."""
+    smoothed, average = [], 0.0
+    for i, value in enumerate(losses):
+        average = smoothing * average + (1 - smoothing) * value
+        smoothed.append(average / (1 - smoothing ** (i + 1)))
+    steps = list(range(1, len(losses) + 1))
+    figure = go.Figure()
+    figure.add_scatter(x=steps, y=losses, mode="lines", name="loss", line=dict(color="rgba(59,91,219,0.3)", width=1))
+    figure.add_scatter(x=steps, y=smoothed, mode="lines", name="smoothed", line=dict(color="#3b5bdb", width=2.5))
+    figure.update_layout(title="Training loss", xaxis_title="step", yaxis_title="MSE", template="plotly_white",
+                         height=300, margin=dict(l=50, r=20, t=50, b=40), legend=dict(x=0.75, y=0.98))
+    figure.update_yaxes(type="log")
+    return figure

@@ -136,3 +136,26 @@ def test_gif_of_the_forward_process(client, files):
         assert gif.format == "GIF" and gif.n_frames == 61
     with pytest.raises(AppError, match="not an image"):
         client.predict(handle_file(str(files["notes.txt"])), "linear", 1000, 0, 64, False, api_name="/noise_gif")
+
+
+def test_toy_lab_through_the_api(client, files):
+    forward = client.predict("moons", None, "linear", api_name="/toy_data")
+    frames = json.loads(forward["plot"])["layout"]["meta"]["playground_frames"]
+    assert len(frames) == 25 and frames[0]["name"] == "t=0" and frames[-1]["name"] == "t=999"
+    loss, status = client.predict("linear", 600, api_name="/toy_train")
+    assert "Step 600 of 600" in status and "done" in status
+    losses = json.loads(loss["plot"])["data"][0]["y"]
+    assert len(losses) == 600 and np.mean(losses[-100:]) < np.mean(losses[:20])
+    reverse, verdict = client.predict("ddim", 25, 0, api_name="/toy_sample")
+    assert "Energy distance" in verdict
+    assert len(json.loads(reverse["plot"])["layout"]["meta"]["playground_frames"]) == 26
+    table = client.predict(0, api_name="/toy_compare")
+    assert [row[0] for row in table["data"]] == ["ddpm", "ddim", "dpmpp", "Gaussian fitted to the data"]
+    with pytest.raises(AppError, match="not an image"):
+        client.predict("your drawing", handle_file(str(files["notes.txt"])), "linear", api_name="/toy_data")
+
+
+def test_toy_sample_before_training_says_what_to_do(client):
+    fresh = Client(client.src, verbose=False)  # a new session: no model yet
+    with pytest.raises(AppError, match="Train a model first"):
+        fresh.predict("dpmpp", 20, 0, api_name="/toy_sample")

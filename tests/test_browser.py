@@ -109,3 +109,24 @@ def test_schedule_tab_shows_the_plots(page):
     page.wait_for_function(
         "() => document.querySelectorAll('#schedule-alpha-bar .js-plotly-plot .scatterlayer .trace').length >= 3")
     page.screenshot(path=str(ARTIFACTS / "schedule.png"), full_page=True)
+
+
+def test_toy_lab_trains_samples_and_animates(page):
+    page.get_by_role("tab", name="2-D toy lab").click()
+    page.locator("#toy-forward .js-plotly-plot").wait_for(state="visible")
+    page.locator("#toy-train").click()
+    page.wait_for_function("() => document.querySelector('#toy-status').innerText.includes('done')", timeout=90_000)
+    page.locator("#toy-loss .js-plotly-plot").wait_for(state="visible")
+    page.locator("#toy-sample").click()
+    page.locator("#toy-reverse .js-plotly-plot").wait_for(state="visible")
+    page.wait_for_function("() => document.querySelector('#toy-verdict').innerText.includes('Energy distance')")
+    # Press Play: the animation restarts from pure noise and the slider walks towards t=0.
+    def first_point():
+        return page.evaluate("() => document.querySelector('#toy-reverse .js-plotly-plot').data[0].x[0]")
+    final = first_point()
+    page.locator("#toy-reverse .updatemenu-button").first.click()
+    page.wait_for_function(
+        "(final) => document.querySelector('#toy-reverse .js-plotly-plot').data[0].x[0] !== final", arg=final)
+    page.wait_for_timeout(6000)  # let it play through (41 frames at 120 ms)
+    assert first_point() == pytest.approx(final)
+    page.screenshot(path=str(ARTIFACTS / "toy.png"), full_page=True)

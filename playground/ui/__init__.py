@@ -7,13 +7,34 @@ import os
 import gradio as gr
 
 from playground.data.images import MAX_FILE_BYTES
-from playground.ui import forward, schedule
+from playground.ui import forward, schedule, toy
 
 TITLE = "Diffusion Playground"
 
 # Small images are shown enlarged; keep their pixels square and sharp instead of blurred.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
+"""
+
+
+# Gradio's Plot passes Plotly only data and layout; our animated figures carry their frames in layout.meta
+# (see playground.plots._attach_frames) and this adds them to each plot once, and again when it changes.
+ANIMATION_JS = """
+<script>
+(function () {
+  function attachFrames() {
+    if (!window.Plotly) return;
+    document.querySelectorAll('.js-plotly-plot').forEach(function (plot) {
+      var meta = plot.layout && plot.layout.meta;
+      if (!meta || !meta.playground_frames || plot._playgroundToken === meta.token) return;
+      plot._playgroundToken = meta.token;
+      Promise.resolve(window.Plotly.deleteFrames(plot))
+        .then(function () { return window.Plotly.addFrames(plot, meta.playground_frames); });
+    });
+  }
+  setInterval(attachFrames, 300);
+})();
+</script>
 """
 
 
@@ -27,6 +48,8 @@ def build_app() -> gr.Blocks:
                 forward.build(demo)
             with gr.Tab("Schedule", id="schedule"):
                 schedule.build(demo)
+            with gr.Tab("2-D toy lab", id="toy"):
+                toy.build(demo)
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 
@@ -42,5 +65,6 @@ def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, sh
         css=CSS,
         theme=gr.themes.Soft(),
         footer_links=["api", "gradio"],
+        head=ANIMATION_JS,
         **kwargs,
     )

@@ -1,0 +1,169 @@
+"""Toy tab: the whole diffusion story on a 2-D point cloud: forward, train in seconds, sample, measure."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import gradio as gr
+
+from playground.data.images import ImageError
+from playground.data.toy import TOY_DATASETS, points_from_drawing, toy_points
+from playground.diffusion import BETA_SCHEDULES, SAMPLERS
+from playground.noising import get_schedule
+from playground.plots import loss_figure, toy_forward_figure, toy_reverse_figure
+from playground.toy import (
+    COMPARE,
+    TOY_TRAINING,
+    compare_samplers,
+    energy_distance,
+    forward_frames,
+    gaussian_baseline,
+    new_toy_state,
+    sample_toy,
+    train_toy,
+)
+
+DRAWING = "your drawing"
+NUM_POINTS, NUM_REFERENCE = 4000, 2000
+NO_MODEL = "Train a model first: press Train (about 10 seconds)."
+
+INTRO = """
+Diffusion is easiest to see on points in the plane. Pick a cloud, watch it dissolve into a Gaussian
+(**forward**), train a small MLP to predict the noise (**train**, seconds on a laptop), then run a sampler from
+pure noise and watch the points flow back (**reverse**). The *energy distance* to fresh true points measures
+quality (0 means the same distribution); a Gaussian fitted to the data is the bar to beat.
+"""
+
+
+def _points(dataset: str, drawing: str | None, n: int, seed: int):
+    if dataset == DRAWING:
+        if not drawing:
+            raise gr.Error("Upload a black-on-white drawing or silhouette first, or pick a built-in dataset.")
+        try:
+            return points_from_drawing(drawing, n, seed=seed)
+        except ImageError as error:
+            raise gr.Error(str(error), title="That file can't be used") from None
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+    if dataset not in TOY_DATASETS:
+        raise gr.Error(f"Unknown dataset {dataset!r}; choose one of {', '.join(TOY_DATASETS)} or {DRAWING!r}.")
+    return toy_points(dataset, n, seed=seed)
+
+
+def toy_data(dataset: str, drawing: str | None, schedule_name: str):
+    """The cloud's forward process animated over t with the chosen schedule (t = 0 is the data)."""
+    if schedule_name not in BETA_SCHEDULES:
+        raise gr.Error(f"Unknown schedule {schedule_name!r}.")
+    points = _points(dataset, drawing, NUM_POINTS, seed=0)
+    schedule = get_schedule(schedule_name, TOY_TRAINING.num_timesteps)
+    data = {"name": dataset, "points": points, "reference": _points(dataset, drawing, NUM_REFERENCE, seed=1)}
+    return toy_forward_figure(forward_frames(points[:1500], schedule), schedule), data
+
+
+def toy_train(data: dict | None, schedule_name: str, steps: int, progress=gr.Progress()):
+    """Train a fresh model on the cloud; stream the loss curve. Stop keeps the latest weights."""
+    if not data:
+        raise gr.Error("Pick a dataset first.")
+    steps = int(steps)
+    if not 100 <= steps <= 20000:
+        raise gr.Error("Training steps must be between 100 and 20000.")
+    config = dataclasses.replace(TOY_TRAINING, steps=steps, schedule=schedule_name)
+    state = new_toy_state(config)
+    model = {"state": state, "config": config, "dataset": data["name"], "reference": data["reference"],
+             "points": data["points"]}
+    started = time.perf_counter()
+    chunk = max(50, steps // 40)
+    while state.step < steps:
+        boundary = state.step + chunk
+        train_toy(data["points"], state, config, should_stop=lambda: state.step >= boundary)
+        progress(state.step / steps, desc=f"step {state.step}/{steps}")
+        recent = state.losses[-chunk:]
+        status = (f"Step {state.step} of {steps} · loss {sum(recent) / len(recent):.3f} · "
+                  f"{time.perf_counter() - started:.1f} s")
+        yield loss_figure(state.losses), status, model
+    yield loss_figure(state.losses), status + " · done. Now press Sample.", model
+
+
+def _check_model(model: dict | None) -> dict:
+    if not model:
+        raise gr.Error(NO_MODEL)
+    return model
+
+
+def toy_sample(model: dict | None, sampler: str, steps: int, seed: int):
+    """Sample 2,000 points from pure noise; animate, draw a few paths, and score them."""
+    model = _check_model(model)
+    if sampler not in SAMPLERS:
+        raise gr.Error(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    config = model["config"]
+    steps = int(steps)
+    if not 1 <= steps <= config.num_timesteps:
+        raise gr.Error(f"Steps must be between 1 and {config.num_timesteps}.")
+    result = sample_toy(model["state"].ema.model, sampler, steps, n=NUM_REFERENCE, seed=int(seed), config=config)
+    distance = energy_distance(result.points, model["reference"])
+    baseline = energy_distance(gaussian_baseline(model["points"], NUM_REFERENCE, seed=2), model["reference"])
+    title = f"{sampler.upper()} · {steps} steps · {result.seconds:.2f} s"
+    verdict = (f"**Energy distance to fresh true points: {distance:.4f}** (a Gaussian fitted to the data: "
+               f"{baseline:.4f}; lower is better, 0 is perfect) — {baseline / max(distance, 1e-9):.1f}× better than "
+               f"the Gaussian. Sampling took {result.seconds:.2f} s.")
+    return toy_reverse_figure(result.frames, result.trajectories, title), verdict
+
+
+def toy_compare(model: dict | None, seed: int):
+    """DDPM 1000, DDIM 50 and DPM-Solver++ 20 from the same noise: distance and time, with the Gaussian bar."""
+    model = _check_model(model)
+    scores = compare_samplers(model["state"].ema.model, model["reference"], n=NUM_REFERENCE, seed=int(seed),
+                              runs=tuple((name, min(steps, model["config"].num_timesteps)) for name, steps in COMPARE))
+    baseline = energy_distance(gaussian_baseline(model["points"], NUM_REFERENCE, seed=2), model["reference"])
+    rows = [[s.sampler, s.steps, round(s.energy_distance, 5), round(s.seconds, 3)] for s in scores]
+    rows.append(["Gaussian fitted to the data", "-", round(baseline, 5), "-"])
+    return rows
+
+
+def build(demo: gr.Blocks) -> None:
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            dataset = gr.Dropdown(list(TOY_DATASETS) + [DRAWING], value="swiss_roll", label="Dataset",
+                                  elem_id="toy-dataset")
+            drawing = gr.File(label="Your drawing (black shapes on white), for 'your drawing'", type="filepath",
+                              elem_id="toy-drawing")
+            schedule = gr.Dropdown(list(BETA_SCHEDULES), value=TOY_TRAINING.schedule, label="Schedule (T = 1000)")
+        with gr.Column(scale=3):
+            forward_plot = gr.Plot(label="Forward: the data at t = 0; press Play", elem_id="toy-forward")
+    gr.Markdown("### Train")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            train_steps = gr.Slider(100, 20000, value=TOY_TRAINING.steps, step=100, label="Training steps")
+            with gr.Row():
+                train_button = gr.Button("Train", variant="primary", elem_id="toy-train")
+                stop_button = gr.Button("Stop", elem_id="toy-stop")
+            status = gr.Markdown("Not trained yet.", elem_id="toy-status")
+        with gr.Column(scale=3):
+            loss_plot = gr.Plot(label="Loss", elem_id="toy-loss")
+    gr.Markdown("### Reverse: sample from pure noise")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            sampler = gr.Radio(list(SAMPLERS), value="dpmpp", label="Sampler (dpmpp = DPM-Solver++(2M))")
+            sample_steps = gr.Slider(1, 1000, value=20, step=1, label="Sampling steps")
+            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+            sample_button = gr.Button("Sample", variant="primary", elem_id="toy-sample")
+            compare_button = gr.Button("Compare DDPM 1000 · DDIM 50 · DPM-Solver++ 20", elem_id="toy-compare")
+        with gr.Column(scale=3):
+            reverse_plot = gr.Plot(label="Reverse: the result; press Play to watch it come out of noise",
+                                   elem_id="toy-reverse")
+            verdict = gr.Markdown(elem_id="toy-verdict")
+            table = gr.Dataframe(headers=["sampler", "steps", "energy distance", "seconds"], interactive=False,
+                                 label="Samplers compared (same noise)", elem_id="toy-table")
+    data_state, model_state = gr.State(None), gr.State(None)
+
+    gr.on([demo.load, dataset.change, drawing.change, schedule.change], toy_data, [dataset, drawing, schedule],
+          [forward_plot, data_state], api_name="toy_data")
+    training = train_button.click(toy_train, [data_state, schedule, train_steps], [loss_plot, status, model_state],
+                                  api_name="toy_train", concurrency_limit=2)
+    stop_button.click(lambda: "Stopped: the model keeps the weights it had.", None, [status], cancels=[training],
+                      api_name="toy_stop", queue=False)
+    sample_button.click(toy_sample, [model_state, sampler, sample_steps, seed], [reverse_plot, verdict],
+                        api_name="toy_sample", concurrency_limit=2)
+    compare_button.click(toy_compare, [model_state, seed], [table], api_name="toy_compare", concurrency_limit=2)
