@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=float, default=600, help="seconds between checkpoints")
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
+    sample = commands.add_parser("sample", help="generate images from a checkpoint folder")
+    sample.add_argument("--checkpoint", required=True, help="a checkpoint folder (diffusers DDPM layout)")
+    sample.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="dpmpp")
+    sample.add_argument("--steps", type=int, default=25)
+    sample.add_argument("--n", type=int, default=16, help="how many images (1..64)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")
+    sample.add_argument("--out", required=True, help="folder for sample_000.png ... and grid.png")
+    sample.add_argument("--gif", help="also write the animation (samples | predicted x0) here")
+
     toy = commands.add_parser("toy", help="train a 2-D toy model (seconds), sample it, write CSVs")
     toy.add_argument("--dataset", choices=["swiss_roll", "moons", "s_curve", "gmm"], default="swiss_roll")
     toy.add_argument("--out", required=True, help="CSV of the generated points (x,y per line)")
@@ -69,6 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--train-steps", type=int, default=3000, help="training steps (default 3000)")
     toy.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from playground.checkpoints import CheckpointError
+    from playground.sampling import MAX_IMAGES, get_checkpoint, sample_to_files
+
+    try:
+        checkpoint = get_checkpoint(args.checkpoint)
+    except CheckpointError as error:
+        raise ValueError(str(error)) from None
+    T = checkpoint.schedule.num_timesteps
+    if not 1 <= args.steps <= T:
+        raise ValueError(f"--steps must be between 1 and T = {T} for this model.")
+    if not 1 <= args.n <= MAX_IMAGES:
+        raise ValueError(f"--n must be between 1 and {MAX_IMAGES}.")
+    result = sample_to_files(checkpoint, args.sampler, args.steps, args.n, args.seed, args.out, args.gif, args.eta)
+    print(f"{args.n} images, {args.sampler} {args.steps} steps in {result.seconds:.1f} s; "
+          f"wrote {args.out}/sample_000.png .. sample_{args.n - 1:03d}.png and {args.out}/grid.png")
+    if args.gif:
+        print(f"wrote {args.gif} ({len(result.frames)} frames)")
+    return 0
 
 
 def run_toy(args: argparse.Namespace) -> int:
@@ -208,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return {"noise": run_noise, "schedule": run_schedule, "train": run_train, "toy": run_toy}[args.command](args)
+        return {"noise": run_noise, "schedule": run_schedule, "train": run_train, "toy": run_toy,
+                "sample": run_sample}[args.command](args)
     except (ImageError, ValueError, FileNotFoundError) as error:  # a sentence for the person, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2

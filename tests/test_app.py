@@ -16,6 +16,7 @@ from playground import media
 from playground.noising import get_schedule, load_x0, noise_photo
 from playground.ui import build_app, launch
 from test_images import BAD, GOOD
+from tiny_checkpoint import make_tiny_checkpoint
 
 
 def free_port() -> int:
@@ -27,6 +28,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("PLAYGROUND_WORK_DIR", str(tmp_path_factory.mktemp("work")))
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    make_tiny_checkpoint(checkpoints / "tiny-test")
+    monkeypatch_module.setenv("PLAYGROUND_CHECKPOINTS", str(checkpoints))
     demo = build_app()
     port = free_port()
     launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
@@ -51,7 +55,8 @@ def noise(client, path, schedule="cosine", T=1000, t=250, seed=0, resolution=64,
 
 def test_every_endpoint_is_named(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/noise", "/noise_step", "/noise_gif", "/schedule"} <= names
+    assert {"/noise", "/noise_step", "/noise_gif", "/schedule", "/sample", "/sample_compare", "/toy_data",
+            "/toy_train", "/toy_sample", "/toy_compare"} <= names
 
 
 def test_served_x_t_is_the_core_x_t_pixel_for_pixel(client, files):
@@ -159,3 +164,30 @@ def test_toy_sample_before_training_says_what_to_do(client):
     fresh = Client(client.src, verbose=False)  # a new session: no model yet
     with pytest.raises(AppError, match="Train a model first"):
         fresh.predict("dpmpp", 20, 0, api_name="/toy_sample")
+
+
+def test_sample_streams_every_frame_then_the_gif(client):
+    from playground.sampling import available_checkpoints
+
+    path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
+    job = client.submit(path, "ddim", 12, 4, 3, 0.0, api_name="/sample")
+    outputs = list(job)  # every streamed update
+    assert len(outputs) >= 12  # one per step (12 steps, none thinned) and the final one with the GIF
+    statuses = [out[2] for out in outputs]
+    assert statuses[0].startswith("Step 1 of 12") and statuses[-1].startswith("Done: 4 images")
+    frames = [np.asarray(Image.open(out[0])) for out in outputs[:-1]]
+    assert any(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # the pictures change
+    with Image.open(outputs[-1][3]) as gif:
+        assert gif.n_frames == 12
+
+
+def test_sample_refuses_bad_settings_with_a_sentence(client):
+    from playground.sampling import available_checkpoints
+
+    path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
+    with pytest.raises(AppError, match="less than minimum value 1"):  # the slider's own check
+        client.predict(path, "ddim", 0, 4, 3, 0.0, api_name="/sample")
+    with pytest.raises(AppError, match="greater than maximum value 64"):
+        client.predict(path, "ddim", 5, 65, 3, 0.0, api_name="/sample")
+    with pytest.raises(AppError):
+        client.predict("/etc", "ddim", 10, 4, 3, 0.0, api_name="/sample")

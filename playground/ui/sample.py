@@ -1,0 +1,172 @@
+"""Sample tab: watch a model turn pure noise into images, step by step, with a choice of sampler."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from playground import workdir
+from playground.checkpoints import CheckpointError
+from playground.diffusion import SAMPLERS
+from playground.sampling import (
+    MAX_IMAGES,
+    available_checkpoints,
+    generate,
+    get_checkpoint,
+    grid_picture,
+    keep_every,
+    side_by_side,
+)
+from playground.media import save_gif
+from playground.ui.common import check_seed
+
+SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
+COMPARE = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
+COMPARE_IMAGES = 4
+
+INTRO = """
+A trained model starts from pure Gaussian noise x_T and removes a little of it at each step. On the left, the
+samples x_t as they are at each step; on the right, the model's current guess of the finished images (x̂₀).
+**DDPM** adds fresh noise at every step and needs many; **DDIM** is deterministic and needs far fewer;
+**DPM-Solver++** takes second-order steps and looks finished after about 20.
+"""
+
+
+def checkpoint_choices() -> list[tuple[str, str]]:
+    return [(path.name, str(path)) for path in available_checkpoints()]
+
+
+def _checkpoint(path: str | None):
+    if not path:
+        raise gr.Error("No model is installed yet: checkpoints/ has none. Train one in the terminal with "
+                       "`python -m playground train`, then reload.")
+    if path not in {p for _, p in checkpoint_choices()}:
+        raise gr.Error("That checkpoint is not available here; pick one from the list.")
+    try:
+        return get_checkpoint(path)
+    except CheckpointError as error:
+        raise gr.Error(str(error)) from None
+
+
+def checkpoint_info(path: str | None) -> str:
+    """A one-paragraph summary of the checkpoint from its playground.json."""
+    if not path:
+        return "No checkpoint found."
+    checkpoint = _checkpoint(path)
+    info = checkpoint.info
+    data = info.get("data", {})
+    parts = [f"**{checkpoint.name}**: {checkpoint.resolution}×{checkpoint.resolution} px, "
+             f"{sum(p.numel() for p in checkpoint.unet.parameters()) / 1e6:.1f} M parameters, "
+             f"{checkpoint.schedule.name} schedule (T = {checkpoint.schedule.num_timesteps}), "
+             f"predicts {checkpoint.prediction_type}."]
+    if info:
+        parts.append(f"Trained {info.get('steps')} steps on {data.get('count')} images ({data.get('name')}).")
+    return " ".join(parts)
+
+
+def steps_range(path: str | None, steps: int):
+    """Keep the steps slider within 1..T of the chosen checkpoint."""
+    if not path:
+        return gr.Slider()
+    T = _checkpoint(path).schedule.num_timesteps
+    return gr.Slider(maximum=T, value=min(int(steps), T))
+
+
+def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, eta: float,
+           request: gr.Request, progress=gr.Progress()):
+    """Stream the reverse process: x_t grid, predicted-x_0 grid and status; finally the GIF."""
+    checkpoint = _checkpoint(path)
+    if sampler not in SAMPLERS:
+        raise gr.Error(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    T = checkpoint.schedule.num_timesteps
+    steps, count, seed = int(steps), int(count), check_seed(seed)
+    if not 1 <= steps <= T:
+        raise gr.Error(f"Steps must be between 1 and T = {T} for this model.")
+    if not 1 <= count <= MAX_IMAGES:
+        raise gr.Error(f"The number of images must be between 1 and {MAX_IMAGES}.")
+    every = keep_every(steps)
+    frames, started = [], time.perf_counter()
+    for step in generate(checkpoint, sampler, steps, count, seed, eta=float(eta or 0.0)):
+        last = step.index == step.num_steps - 1
+        progress((step.index + 1) / step.num_steps, desc=f"{SAMPLER_LABELS[sampler]}: step {step.index + 1}/{steps}")
+        if step.index % every == 0 or last:
+            frames.append(side_by_side(step.prev_sample, step.pred_x0))
+            status = (f"Step {step.index + 1} of {steps} · t = {step.t} · "
+                      f"{time.perf_counter() - started:.1f} s")
+            yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, None
+    seconds = time.perf_counter() - started
+    folder = workdir.session_dir(getattr(request, "session_hash", None))
+    gif = folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}.gif"
+    save_gif(frames, gif, duration_ms=70)
+    status = (f"Done: {count} images, {SAMPLER_LABELS[sampler]} {steps} steps in {seconds:.1f} s "
+              f"({count / seconds:.1f} images/s). The animation has {len(frames)} frames.")
+    yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, str(gif)
+
+
+def compare(path: str | None, seed: int, progress=gr.Progress()):
+    """The same seed and starting noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20, with their times."""
+    checkpoint = _checkpoint(path)
+    seed = check_seed(seed)
+    T = checkpoint.schedule.num_timesteps
+    pictures, rows = [], []
+    for i, (name, steps) in enumerate(COMPARE):
+        steps = min(steps, T)
+        started = time.perf_counter()
+        for step in generate(checkpoint, name, steps, COMPARE_IMAGES, seed):
+            if step.index % 10 == 0:
+                progress((i + (step.index + 1) / steps) / len(COMPARE), desc=f"{SAMPLER_LABELS[name]} {steps} steps")
+        seconds = time.perf_counter() - started
+        pictures.append(grid_picture(step.prev_sample, display=256))
+        rows.append([SAMPLER_LABELS[name], steps, round(seconds, 2), round(steps / seconds, 1)])
+    return pictures[0], pictures[1], pictures[2], rows
+
+
+def build(demo: gr.Blocks) -> None:
+    choices = checkpoint_choices()
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            checkpoint = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model",
+                                     elem_id="sample-checkpoint")
+            info = gr.Markdown(elem_id="sample-info")
+            sampler = gr.Radio([(label, name) for name, label in SAMPLER_LABELS.items()], value="dpmpp",
+                               label="Sampler", elem_id="sample-sampler")
+            steps = gr.Slider(1, 1000, value=25, step=1, label="Steps", elem_id="sample-steps")
+            eta = gr.Slider(0, 1, value=0, step=0.05, label="η (DDIM only: 0 deterministic, 1 like DDPM)")
+            count = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Images", elem_id="sample-count")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="sample-seed", scale=3)
+                dice = gr.Button("🎲 Random seed", scale=2)
+            with gr.Row():
+                go_button = gr.Button("Generate", variant="primary", elem_id="sample-generate")
+                stop_button = gr.Button("Stop", elem_id="sample-stop")
+        with gr.Column(scale=3):
+            status = gr.Markdown("Press Generate.", elem_id="sample-status")
+            with gr.Row():
+                x_t = gr.Image(label="x_t: the samples at this step", format="png", interactive=False,
+                               elem_classes=["pixelated"], elem_id="sample-xt")
+                pred_x0 = gr.Image(label="x̂₀: the model's guess of the result", format="png", interactive=False,
+                                   elem_classes=["pixelated"], elem_id="sample-x0")
+            gif = gr.File(label="The animation (GIF, one frame per step, thinned for long runs)",
+                          interactive=False, elem_id="sample-gif")
+    with gr.Accordion("Compare samplers: the same noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20", open=False):
+        compare_button = gr.Button(f"Compare ({COMPARE_IMAGES} images; DDPM 1000 takes a while on a CPU)",
+                                   elem_id="sample-compare")
+        with gr.Row():
+            pictures = [gr.Image(label=f"{SAMPLER_LABELS[name]} {n} steps", format="png", interactive=False,
+                                 elem_classes=["pixelated"]) for name, n in COMPARE]
+        table = gr.Dataframe(headers=["sampler", "steps", "seconds", "steps/s"], interactive=False)
+
+    gr.on([demo.load, checkpoint.change], checkpoint_info, [checkpoint], [info], api_name="sample_info")
+    checkpoint.change(steps_range, [checkpoint, steps], [steps], api_name="sample_steps_range",
+                      api_visibility="undocumented")
+    dice.click(lambda: random.randint(0, 2**31 - 1), None, [seed], api_name="sample_random_seed", queue=False)
+    generating = go_button.click(sample, [checkpoint, sampler, steps, count, seed, eta], [x_t, pred_x0, status, gif],
+                                 api_name="sample", concurrency_limit=1, concurrency_id="heavy")
+    stop_button.click(lambda: "Stopped.", None, [status], cancels=[generating], api_name="sample_stop", queue=False)
+    compare_button.click(compare, [checkpoint, seed], [*pictures, table], api_name="sample_compare",
+                         concurrency_limit=1, concurrency_id="heavy")

@@ -1,0 +1,82 @@
+"""Checkpoints: diffusers folders that DDPMPipeline loads; safetensors only; foreign folders load as is."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from playground.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
+from playground.cli import main
+from playground.sampling import generate, get_checkpoint
+from tiny_checkpoint import make_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def test_ddpm_pipeline_loads_our_checkpoint_and_agrees_on_the_model(tiny):
+    pipeline = DDPMPipeline.from_pretrained(tiny, use_safetensors=True)
+    ours = load_checkpoint(tiny)
+    assert pipeline.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    assert pipeline.scheduler.config.prediction_type == ours.prediction_type == "v_prediction"
+    torch.testing.assert_close(pipeline.scheduler.alphas_cumprod, ours.schedule.alphas_cumprod.float(), atol=1e-6, rtol=0)
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 900])
+    with torch.no_grad():
+        torch.testing.assert_close(pipeline.unet(x, t).sample, ours.unet(x, t).sample)
+    info = json.loads((tiny / "playground.json").read_text())
+    assert info["model"]["resolution"] == 8 and "code_version" in info
+    assert list_checkpoints(tiny.parent) == [tiny]
+
+
+def test_a_foreign_diffusers_folder_loads_as_is(tmp_path):
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=500)).save_pretrained(tmp_path / "foreign")
+    checkpoint = load_checkpoint(tmp_path / "foreign")
+    assert checkpoint.info == {} and checkpoint.schedule.num_timesteps == 500
+    assert checkpoint.prediction_type == "epsilon" and checkpoint.schedule.name == "linear"
+
+
+def test_pickle_weights_are_refused_with_a_sentence(tmp_path):
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "pickled", safe_serialization=False)
+    assert (tmp_path / "pickled" / "unet" / "diffusion_pytorch_model.bin").is_file()
+    with pytest.raises(CheckpointError, match="pickle file .*only .safetensors"):
+        load_checkpoint(tmp_path / "pickled")
+    with pytest.raises(CheckpointError, match="not a diffusers DDPM folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_same_seed_same_images_and_every_step_streams(tiny):
+    checkpoint = get_checkpoint(tiny)
+
+    def final(seed, sampler="ddpm"):
+        steps = list(generate(checkpoint, sampler, 12, 3, seed))
+        assert [s.index for s in steps] == list(range(12))
+        return steps[-1].prev_sample
+
+    assert torch.equal(final(5), final(5))
+    assert not torch.equal(final(5), final(6))
+    first_noise = next(iter(generate(checkpoint, "dpmpp", 5, 3, 5))).x_t
+    assert torch.equal(first_noise, next(iter(generate(checkpoint, "ddim", 9, 3, 5))).x_t)  # same x_T for every sampler
+
+
+def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert main(["sample", "--checkpoint", str(tiny), "--sampler", "ddim", "--steps", "8", "--n", "5",
+                 "--seed", "1", "--out", str(out), "--gif", str(tmp_path / "a.gif")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png"] + [f"sample_{i:03d}.png" for i in range(5)]
+    from PIL import Image
+
+    with Image.open(tmp_path / "a.gif") as gif:
+        assert gif.n_frames == 8
+    assert np.asarray(Image.open(out / "sample_000.png")).shape == (8, 8, 3)
+    assert main(["sample", "--checkpoint", str(tiny), "--steps", "5000", "--out", str(out)]) == 2
+    assert main(["sample", "--checkpoint", str(tmp_path), "--out", str(out)]) == 2
