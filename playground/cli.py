@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="the run folder (checkpoint/, samples/, log.csv)")
     train.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
+    train.add_argument("--init-from", help="warm-start from this checkpoint folder when OUT has none "
+                                           "(its weights, step count and loss history; fresh optimizer)")
     train.add_argument("--preview-every", type=int, default=500)
     train.add_argument("--checkpoint-every", type=float, default=600, help="seconds between checkpoints")
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -185,7 +187,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     folder = run_training(args.out, dataset, model_config, config, resume=not args.no_resume,
                           preview_every=args.preview_every, checkpoint_every_s=args.checkpoint_every,
-                          extra_info=extra, on_event=on_event, device=device)
+                          extra_info=extra, on_event=on_event, device=device, init_from=args.init_from)
     bar.close()
     print(f"wrote {folder}")
     return 0

@@ -105,6 +105,20 @@ def restore_training_state(state: TrainState, folder: Path) -> bool:
     return True
 
 
+def warm_start(state: TrainState, folder: Path) -> float:
+    """Copy a checkpoint's weights into model and EMA and carry its step count on; returns its wall time."""
+    from diffusers import UNet2DModel
+
+    weights = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False).state_dict()
+    state.model.load_state_dict(weights)
+    state.ema.model.load_state_dict(weights)
+    info = json.loads((folder / "playground.json").read_text())
+    state.step = state.ema.num_updates = int(info.get("steps", 0))
+    state.losses = list(info.get("loss_history_full", []))
+    state.generator.manual_seed(int(info.get("seed", 0)) + state.step)  # new batches, not a replay
+    return float(info.get("wall_time_s", 0.0))
+
+
 def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
     """A README.md for a checkpoint folder, from its playground.json content."""
     model, training, data = info.get("model", {}), info.get("training", {}), info.get("data", {})
@@ -144,8 +158,14 @@ def run_training(
     on_event: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     device: torch.device | str = "cpu",
+    init_from: str | Path | None = None,
 ) -> Path:
-    """Train (or continue) the run in ``run_dir``; returns the checkpoint folder."""
+    """Train (or continue) the run in ``run_dir``; returns the checkpoint folder.
+
+    Resume restores everything from run_dir/checkpoint (exact). Without one, ``init_from`` (a checkpoint
+    folder without training state, e.g. a shipped model) warm-starts: its weights become both the model
+    and the EMA, its step count and loss history carry on, and AdamW's moments start fresh.
+    """
     run_dir = Path(run_dir)
     checkpoint_dir = run_dir / "checkpoint"
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
@@ -157,6 +177,9 @@ def run_training(
     if resume and restore_training_state(state, checkpoint_dir):
         wall_before = json.loads((checkpoint_dir / "playground.json").read_text()).get("wall_time_s", 0.0)
         print(f"resumed {checkpoint_dir} at step {state.step}", flush=True)
+    elif init_from is not None:
+        wall_before = warm_start(state, Path(init_from))
+        print(f"warm-started from {init_from} at step {state.step} (fresh optimizer moments)", flush=True)
     started = time.perf_counter()
     last_save = time.perf_counter()
     log_path = run_dir / "log.csv"

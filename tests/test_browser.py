@@ -21,9 +21,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(tmp_path_factory):
     from playground.ui import build_app, launch
+    from tiny_checkpoint import make_tiny_checkpoint
 
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    make_tiny_checkpoint(checkpoints / "tiny-test")
+    os.environ["PLAYGROUND_CHECKPOINTS"] = str(checkpoints)  # listed after any shipped model
     demo = build_app()
     port = free_port()
     launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
@@ -130,3 +134,30 @@ def test_toy_lab_trains_samples_and_animates(page):
     page.wait_for_timeout(6000)  # let it play through (41 frames at 120 ms)
     assert first_point() == pytest.approx(final)
     page.screenshot(path=str(ARTIFACTS / "toy.png"), full_page=True)
+
+
+def test_sample_tab_generates_streams_and_downloads_the_gif(page):
+    page.get_by_role("tab", name="Sample").click()
+    page.locator("#sample-count input[type=number]").fill("9")
+    page.locator("#sample-count input[type=number]").press("Enter")
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Step')")
+    seen = set()
+    for _ in range(200):  # collect the pictures streamed while it runs
+        src = image_src(page, "sample-xt")
+        if src:
+            seen.add(src)
+        if "Done" in page.locator("#sample-status").inner_text():
+            break
+        page.wait_for_timeout(50)
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done')", timeout=60_000)
+    seen.add(image_src(page, "sample-xt"))
+    assert len(seen) >= 2, "the x_t picture should change while sampling"
+    page.screenshot(path=str(ARTIFACTS / "sample.png"), full_page=True)
+    with page.expect_download() as download:
+        page.locator("#sample-gif a").first.click()
+    path = download.value.path()
+    from PIL import Image
+
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames >= 2

@@ -80,3 +80,28 @@ def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
     assert np.asarray(Image.open(out / "sample_000.png")).shape == (8, 8, 3)
     assert main(["sample", "--checkpoint", str(tiny), "--steps", "5000", "--out", str(out)]) == 2
     assert main(["sample", "--checkpoint", str(tmp_path), "--out", str(out)]) == 2
+
+
+def test_training_resumes_exactly_and_warm_starts(tmp_path):
+    """Stop at step 5 and resume to 10 == 10 straight; a warm start carries the step count and weights on."""
+    from playground.diffusion.training import TrainConfig
+    from playground.models import PRESETS
+    from playground.runs import dataset_from_uint8, run_training
+
+    images = (np.random.default_rng(0).random((20, 8, 8, 3)) * 255).astype(np.uint8)
+    dataset = dataset_from_uint8("random", images)
+    config = TrainConfig(steps=10, batch_size=4, warmup_steps=2)
+    straight = run_training(tmp_path / "straight", dataset, PRESETS["tiny"], config, preview_every=5)
+    done = [0]
+    run_training(tmp_path / "stopped", dataset, PRESETS["tiny"], config, preview_every=1000,
+                 on_event=lambda e: done.__setitem__(0, e.step), should_stop=lambda: done[0] >= 5)
+    assert json.loads((tmp_path / "stopped" / "checkpoint" / "playground.json").read_text())["steps"] == 5
+    resumed = run_training(tmp_path / "stopped", dataset, PRESETS["tiny"], config, preview_every=1000)
+    a, b = load_checkpoint(straight).unet.state_dict(), load_checkpoint(resumed).unet.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit: weights, optimizer, EMA and RNG restored
+    assert sorted(p.name for p in (tmp_path / "straight" / "samples").iterdir()) == ["step_000005.png", "step_000010.png"]
+
+    longer = TrainConfig(steps=12, batch_size=4, warmup_steps=2)
+    warm = run_training(tmp_path / "warm", dataset, PRESETS["tiny"], longer, preview_every=1000, init_from=straight)
+    info = json.loads((warm / "playground.json").read_text())
+    assert info["steps"] == 12 and len(info["loss_history_full"]) == 12
