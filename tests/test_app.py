@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import socket
 
 import numpy as np
@@ -191,3 +192,15 @@ def test_sample_refuses_bad_settings_with_a_sentence(client):
         client.predict(path, "ddim", 5, 65, 3, 0.0, api_name="/sample")
     with pytest.raises(AppError):
         client.predict("/etc", "ddim", 10, 4, 3, 0.0, api_name="/sample")
+
+
+def test_toy_stop_keeps_the_weights_trained_so_far(client):
+    session = Client(client.src, verbose=False)
+    session.predict("gmm", None, "linear", api_name="/toy_data")
+    job = session.submit("linear", 20000, api_name="/toy_train")
+    while len(job.outputs()) < 2:  # a couple of chunks of training have streamed
+        time.sleep(0.1)
+    job.cancel()
+    time.sleep(1)
+    _, verdict = session.predict("dpmpp", 20, 0, api_name="/toy_sample")
+    assert "Energy distance" in verdict  # the stopped model samples; it was not thrown away
