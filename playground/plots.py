@@ -82,7 +82,8 @@ def schedule_summary(schedules: Sequence[NoiseSchedule]) -> list[list]:
 
 # --- the 2-D toy lab ---
 
-AXIS = dict(range=[-4, 4], zeroline=False, scaleanchor=None)
+AXIS = dict(range=[-4, 4], zeroline=False)
+SQUARE_Y = dict(range=[-4, 4], zeroline=False, scaleanchor="x", scaleratio=1)  # equal units: circles stay round
 POINT = dict(size=3, color="#3b5bdb", opacity=0.6)
 
 
@@ -131,7 +132,7 @@ def toy_forward_figure(frames: list, schedule: NoiseSchedule) -> go.Figure:
     figure.update_layout(template="plotly_white", height=460, showlegend=False, margin=dict(l=40, r=20, t=50, b=90),
                          **_play_controls([f"t={t}" for t, _ in frames], 150))
     figure.update_xaxes(range=[-4, 4], row=1, col=1)
-    figure.update_yaxes(range=[-4, 4], row=1, col=1)
+    figure.update_yaxes(range=[-4, 4], scaleanchor="x", scaleratio=1, row=1, col=1)
     figure.update_xaxes(title_text="t", row=1, col=2)
     return figure
 
@@ -151,7 +152,7 @@ def toy_reverse_figure(frames: list, trajectories, title: str) -> go.Figure:
         figure.add_scatter(x=[float(path[-1, 0])], y=[float(path[-1, 1])], mode="markers",
                            marker=dict(size=7, color="#d62728"), showlegend=False)
     _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[0], data=[go.Scatter(**_xy(x))]) for t, x in frames])
-    figure.update_layout(title=title, template="plotly_white", height=480, xaxis=AXIS, yaxis=AXIS,
+    figure.update_layout(title=title, template="plotly_white", height=480, xaxis=AXIS, yaxis=SQUARE_Y,
                          margin=dict(l=40, r=20, t=50, b=90), legend=dict(x=0.01, y=0.99),
                          **_play_controls([f"t={t}" for t, _ in frames], 120, active=len(frames) - 1))
     return figure

@@ -39,12 +39,13 @@ def one_thread() -> Iterator[None]:
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Energy distance (Székely & Rizzo): 2 E|X-Y| - E|X-X'| - E|Y-Y'| >= 0, zero iff the laws are equal."""
+    """Energy distance (Székely & Rizzo): 2 E|X-Y| - E|X-X'| - E|Y-Y'|, zero iff the laws are equal.
+
+    The V-statistic (all pairs, the zero diagonal included) is never negative, which reads better than the
+    unbiased U-statistic; its bias is about mean|X-X'| / n (~0.001 at n = 2,000 normalised points).
+    """
     x, y = x.double(), y.double()
-    xy = torch.cdist(x, y).mean()
-    xx = torch.cdist(x, x).sum() / (len(x) * (len(x) - 1))  # leave out the zero diagonal
-    yy = torch.cdist(y, y).sum() / (len(y) * (len(y) - 1))
-    return float(2 * xy - xx - yy)
+    return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
 
 
 def gaussian_baseline(data: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
