@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")
     sample.add_argument("--out", required=True, help="folder for sample_000.png ... and grid.png")
     sample.add_argument("--gif", help="also write the animation (samples | predicted x0) here")
+    sample.add_argument("--mp4", help="also write the animation as an H.264 MP4 here (needs PyAV)")
 
     toy = commands.add_parser("toy", help="train a 2-D toy model (seconds), sample it, write CSVs")
     toy.add_argument("--dataset", choices=["swiss_roll", "moons", "s_curve", "gmm"], default="swiss_roll")
@@ -96,11 +97,13 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be between 1 and T = {T} for this model.")
     if not 1 <= args.n <= MAX_IMAGES:
         raise ValueError(f"--n must be between 1 and {MAX_IMAGES}.")
-    result = sample_to_files(checkpoint, args.sampler, args.steps, args.n, args.seed, args.out, args.gif, args.eta)
+    result = sample_to_files(checkpoint, args.sampler, args.steps, args.n, args.seed, args.out, args.gif, args.eta,
+                             args.mp4)
     print(f"{args.n} images, {args.sampler} {args.steps} steps in {result.seconds:.1f} s; "
           f"wrote {args.out}/sample_000.png .. sample_{args.n - 1:03d}.png and {args.out}/grid.png")
-    if args.gif:
-        print(f"wrote {args.gif} ({len(result.frames)} frames)")
+    for path in (args.gif, args.mp4):
+        if path:
+            print(f"wrote {path} ({len(result.frames)} frames)")
     return 0
 
 

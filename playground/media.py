@@ -68,6 +68,41 @@ def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms
     return path
 
 
+def mp4_available() -> bool:
+    """MP4 needs PyAV (the `av` package, which bundles FFmpeg with H.264)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def save_mp4(frames: Sequence[Image.Image], path: str | os.PathLike, fps: int = 14, hold_last_s: float = 1.0) -> Path | None:
+    """Write an H.264 MP4 (yuv420p, plays in every browser), holding the last frame; None without PyAV."""
+    if not mp4_available():
+        return None
+    import av
+
+    path = Path(path)
+    first = frames[0].convert("RGB")
+    width, height = first.width + first.width % 2, first.height + first.height % 2  # yuv420p needs even sides
+    hold = [frames[-1]] * max(0, round(hold_last_s * fps) - 1)
+    with atomic_path(path) as tmp:
+        container = av.open(str(tmp), mode="w", format="mp4")
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "20"}
+        for frame in [*frames, *hold]:
+            canvas = Image.new("RGB", (width, height), (255, 255, 255))
+            canvas.paste(frame.convert("RGB"), (0, 0))
+            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        container.close()
+    return path
+
+
 class atomic_path:
     """``with atomic_path(p) as tmp:`` write to ``tmp``; on success it is renamed to ``p`` in one step."""
 

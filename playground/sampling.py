@@ -93,8 +93,9 @@ class SampleResult:
 
 
 def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int,
-                    out_dir: str | os.PathLike, gif: str | os.PathLike | None = None, eta: float = 0.0) -> SampleResult:
-    """Sample and write OUT/sample_000.png..., OUT/grid.png, and optionally an animation GIF."""
+                    out_dir: str | os.PathLike, gif: str | os.PathLike | None = None, eta: float = 0.0,
+                    mp4: str | os.PathLike | None = None) -> SampleResult:
+    """Sample and write OUT/sample_000.png..., OUT/grid.png, and optionally the animation as GIF and MP4."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     every = keep_every(int(steps))
@@ -103,7 +104,7 @@ def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count
     result = None
     for step in generate(checkpoint, sampler_name, steps, count, seed, eta):
         result = step.prev_sample
-        if gif and (step.index % every == 0 or step.index == step.num_steps - 1):
+        if (gif or mp4) and (step.index % every == 0 or step.index == step.num_steps - 1):
             frames.append(side_by_side(step.prev_sample, step.pred_x0))
     seconds = time.perf_counter() - started
     images = result.clamp(-1, 1)
@@ -112,6 +113,8 @@ def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count
     image_grid(images).save(out_dir / "grid.png")
     if gif:
         media.save_gif(frames, gif, duration_ms=70)
+    if mp4 and media.save_mp4(frames, mp4) is None:
+        raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
     return SampleResult(images, frames, seconds)
 
 

@@ -178,8 +178,14 @@ def test_sample_streams_every_frame_then_the_gif(client):
     assert statuses[0].startswith("Step 1 of 12") and statuses[-1].startswith("Done: 4 images")
     frames = [np.asarray(Image.open(out[0])) for out in outputs[:-1]]
     assert any(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # the pictures change
-    with Image.open(outputs[-1][3]) as gif:
-        assert gif.n_frames == 12
+    gif, mp4 = outputs[-1][3]
+    with Image.open(gif) as picture:
+        assert picture.n_frames == 12
+    import av
+
+    with av.open(mp4) as video:
+        assert video.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in video.decode(video=0)) >= 12
 
 
 def test_sample_refuses_bad_settings_with_a_sentence(client):

@@ -71,12 +71,17 @@ def test_same_seed_same_images_and_every_step_streams(tiny):
 def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
     out = tmp_path / "out"
     assert main(["sample", "--checkpoint", str(tiny), "--sampler", "ddim", "--steps", "8", "--n", "5",
-                 "--seed", "1", "--out", str(out), "--gif", str(tmp_path / "a.gif")]) == 0
+                 "--seed", "1", "--out", str(out), "--gif", str(tmp_path / "a.gif"), "--mp4", str(tmp_path / "a.mp4")]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["grid.png"] + [f"sample_{i:03d}.png" for i in range(5)]
     from PIL import Image
 
     with Image.open(tmp_path / "a.gif") as gif:
         assert gif.n_frames == 8
+    import av
+
+    with av.open(str(tmp_path / "a.mp4")) as video:
+        frames = [frame.to_image() for frame in video.decode(video=0)]
+    assert len(frames) >= 8 and frames[0].width % 2 == 0
     assert np.asarray(Image.open(out / "sample_000.png")).shape == (8, 8, 3)
     assert main(["sample", "--checkpoint", str(tiny), "--steps", "5000", "--out", str(out)]) == 2
     assert main(["sample", "--checkpoint", str(tmp_path), "--out", str(out)]) == 2

@@ -21,7 +21,7 @@ from playground.sampling import (
     keep_every,
     side_by_side,
 )
-from playground.media import save_gif
+from playground.media import save_gif, save_mp4
 from playground.ui.common import check_seed
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
@@ -100,11 +100,14 @@ def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, et
             yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, None
     seconds = time.perf_counter() - started
     folder = workdir.session_dir(getattr(request, "session_hash", None))
-    gif = folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}.gif"
-    save_gif(frames, gif, duration_ms=70)
+    stem = folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}"
+    files = [str(save_gif(frames, stem.with_suffix(".gif"), duration_ms=70))]
+    mp4 = save_mp4(frames, stem.with_suffix(".mp4"))
+    if mp4 is not None:
+        files.append(str(mp4))
     status = (f"Done: {count} images, {SAMPLER_LABELS[sampler]} {steps} steps in {seconds:.1f} s "
               f"({count / seconds:.1f} images/s). The animation has {len(frames)} frames.")
-    yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, str(gif)
+    yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, files
 
 
 def compare(path: str | None, seed: int, progress=gr.Progress()):
@@ -151,8 +154,8 @@ def build(demo: gr.Blocks) -> None:
                                elem_classes=["pixelated"], elem_id="sample-xt")
                 pred_x0 = gr.Image(label="x̂₀: the model's guess of the result", format="png", interactive=False,
                                    elem_classes=["pixelated"], elem_id="sample-x0")
-            gif = gr.File(label="The animation (GIF, one frame per step, thinned for long runs)",
-                          interactive=False, elem_id="sample-gif")
+            gif = gr.File(label="The animation: GIF and MP4, one frame per step (thinned for long runs)",
+                          file_count="multiple", interactive=False, elem_id="sample-gif")
     with gr.Accordion("Compare samplers: the same noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20", open=False):
         compare_button = gr.Button(f"Compare ({COMPARE_IMAGES} images; DDPM 1000 takes a while on a CPU)",
                                    elem_id="sample-compare")

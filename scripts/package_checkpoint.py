@@ -1,0 +1,60 @@
+"""Copy a training run's checkpoint into checkpoints/NAME for shipping: weights to sample with, no resume state.
+
+    python scripts/package_checkpoint.py RUN_DIR NAME [--status "in training: ..."]
+
+Writes checkpoints/NAME/ (unet/, scheduler/, model_index.json, playground.json without the per-step loss list),
+a 64-sample grid (DPM-Solver++ 25 steps, seed 1234) as samples.png, and the model card README.md with the
+exact training command, steps, wall time and hardware. The training state (optimizer moments, online weights)
+stays in the run folder: it is too big for git, and `train --init-from checkpoints/NAME` warm-starts from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from PIL import Image  # noqa: E402
+
+from playground.checkpoints import load_checkpoint  # noqa: E402
+from playground.runs import image_grid, model_card, preview  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir")
+    parser.add_argument("name")
+    parser.add_argument("--status", help="a line for the model card, e.g. that training goes on")
+    args = parser.parse_args()
+
+    source = Path(args.run_dir) / "checkpoint"
+    target = ROOT / "checkpoints" / args.name
+    tmp = target.with_name(f".{args.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("training"))
+    info = json.loads((tmp / "playground.json").read_text())
+    info.pop("loss_history_full", None)  # the thinned loss_history stays
+    (tmp / "playground.json").write_text(json.dumps(info, indent=2))
+
+    checkpoint = load_checkpoint(tmp)
+    images = preview(checkpoint.unet, checkpoint.schedule, checkpoint.prediction_type, count=64, seed=1234, steps=25)
+    grid = image_grid(images, columns=8)
+    grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(tmp / "samples.png")
+
+    card = model_card(f"{args.name}: emoji from noise", info, grid_name="samples.png")
+    if args.status:
+        card = card.replace("\n\n", f"\n\n**Status:** {args.status}\n\n", 1)
+    (tmp / "README.md").write_text(card)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    print(f"wrote {target} ({size / 2**20:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
