@@ -121,6 +121,14 @@ def test_t_beyond_T_is_clamped_to_the_last_step(client, files):
     assert noise(client, files["photo.png"], T=100, t=500)[5]["t"] == 99
 
 
+def test_zero_terminal_snr_last_step_is_pure_noise_and_valid_json(client, files):
+    x0_path, xt_path, eps_path, formula, _, numbers = noise(client, files["photo.png"], T=100, t=99, zero_snr=True)
+    assert numbers["alpha_bar"] == 0 and numbers["snr_db"] == "-inf" and "-\\infty" in formula
+    x_t, eps = np.asarray(Image.open(xt_path), dtype=int), np.asarray(Image.open(eps_path), dtype=int)
+    # x_T is eps itself: the same picture up to the display ranges ([-1, 1] vs [-3, 3] sigma)
+    assert np.corrcoef(x_t.ravel(), eps.ravel())[0, 1] > 0.9
+
+
 def test_schedule_endpoint_plots_every_chosen_schedule(client):
     beta, alpha_bar, log_snr, summary = client.predict(["linear", "cosine", "sigmoid"], 500, True, api_name="/schedule")
     for figure in (beta, alpha_bar, log_snr):

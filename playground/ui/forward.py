@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import uuid
 from pathlib import Path
@@ -49,7 +50,9 @@ def _noised(photo, schedule_name, num_timesteps, t, seed, resolution, zero_snr):
     t = min(max(int(t), 0), schedule.num_timesteps - 1)  # a T change can race the slider: clamp
     noised = noise_photo(x0, schedule, t, seed)
     caption = formula_markdown(noised.level) + ("" if photo else "\n\n" + SHOWING_EXAMPLE)
-    numbers = {"schedule": schedule.name, **dataclasses.asdict(noised.level)}
+    # JSON has no infinities: SNR = 0 at the last step of a zero-terminal-SNR schedule is "-inf" dB.
+    numbers = {"schedule": schedule.name, **{k: v if not isinstance(v, float) or math.isfinite(v) else str(v)
+                                             for k, v in dataclasses.asdict(noised.level).items()}}
     return noised, schedule, caption, numbers
 
 

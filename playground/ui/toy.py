@@ -159,7 +159,10 @@ def build(demo: gr.Blocks) -> None:
     data_state, model_state = gr.State(None), gr.State(None)
 
     gr.on([demo.load, dataset.change, drawing.change, schedule.change], toy_data, [dataset, drawing, schedule],
-          [forward_plot, data_state], api_name="toy_data")
+          [forward_plot, data_state], api_name="toy_data", trigger_mode="always_last")
+    # Dropping a drawing means "use it": switch the dataset to it.
+    drawing.upload(lambda: DRAWING, None, [dataset], api_name="toy_use_drawing", api_visibility="undocumented",
+                   queue=False)
     training = train_button.click(toy_train, [data_state, schedule, train_steps], [loss_plot, status, model_state],
                                   api_name="toy_train", concurrency_limit=2)
     stop_button.click(lambda: "Stopped: the model keeps the weights it had.", None, [status], cancels=[training],
