@@ -202,9 +202,9 @@ def run_training(
             "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
             "loss_history": [float(np.mean(losses[i:i + stride])) for i in range(0, len(losses), stride)],
             "loss_history_stride": stride, "loss_history_full": losses,
-            **(extra_info or {}),
+            **{k: v for k, v in (extra_info or {}).items() if k != "data"},
         }
-        info["data"].update((extra_info or {}).get("data", {}))
+        info["data"].update((extra_info or {}).get("data", {}))  # merged, so count and sha256 stay
         save_checkpoint(checkpoint_dir, state.ema.model, train_config.schedule, train_config.num_timesteps,
                         train_config.prediction_type, info, model_card(run_dir.name, info), tensors, meta)
 

@@ -161,3 +161,22 @@ def test_sample_tab_generates_streams_and_downloads_the_gif(page):
 
     with Image.open(path) as gif:
         assert gif.format == "GIF" and gif.n_frames >= 2
+
+
+def test_forward_tab_too_large_upload_is_refused_with_a_sentence(page, tmp_path_factory):
+    big = tmp_path_factory.mktemp("big") / "huge_photo.jpg"
+    with open(big, "wb") as f:
+        f.truncate(31 * 1024 * 1024)  # over the 30 MB limit
+    page.get_by_role("tab", name="Forward").click()
+    shown = image_src(page, "forward-xt")
+    clear = page.locator("#forward-photo button[aria-label=Clear]")
+    if clear.count():
+        clear.first.click()
+        shown = wait_for_new_src(page, "forward-xt", shown)
+    page.locator("#forward-photo input[type=file]").set_input_files(str(big))
+    toast = page.locator(".toast-body").filter(has_text="MB").first
+    toast.wait_for(state="visible")
+    text = toast.inner_text()
+    assert "30" in text and "Traceback" not in text, text
+    page.screenshot(path=str(ARTIFACTS / "forward_too_large.png"), full_page=True)
+    assert image_src(page, "forward-xt") == shown  # the pictures on screen are kept
