@@ -110,3 +110,20 @@ def test_training_resumes_exactly_and_warm_starts(tmp_path):
     warm = run_training(tmp_path / "warm", dataset, PRESETS["tiny"], longer, preview_every=1000, init_from=straight)
     info = json.loads((warm / "playground.json").read_text())
     assert info["steps"] == 12 and len(info["loss_history_full"]) == 12
+
+
+def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
+    from playground.sampling import SHIPPED
+
+    shipped = list_checkpoints(SHIPPED)
+    assert shipped, "checkpoints/ should ship at least one model"
+    for folder in shipped:
+        pipeline = DDPMPipeline.from_pretrained(folder, use_safetensors=True)
+        checkpoint = get_checkpoint(folder)
+        assert pipeline.unet.config.sample_size == checkpoint.resolution
+        assert (folder / "README.md").is_file() and (folder / "playground.json").is_file()
+        assert not (folder / "training").exists()  # resume state stays out of git
+        images = list(generate(checkpoint, "dpmpp", 10, 2, 0))[-1].prev_sample
+        # a trained model draws on white: most pixels near 1 at the border, unlike noise
+        border = torch.cat([images[..., 0, :], images[..., -1, :]], -1)
+        assert border.mean() > 0.5
