@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from playground.diffusion import BETA_SCHEDULES
 from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS

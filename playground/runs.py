@@ -24,7 +24,7 @@ from PIL import Image
 from playground import media
 from playground.checkpoints import load_training_state, save_checkpoint
 from playground.diffusion import NoiseSchedule, make_sampler, sample
-from playground.diffusion.training import EMA, TrainConfig, TrainEvent, TrainState, call_model, new_train_state, train
+from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, call_model, new_train_state, train
 from playground.models import ModelConfig, build_unet, count_parameters
 
 
@@ -140,7 +140,7 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
     if info.get("command"):
         lines += ["", "Trained with exactly:", "", "```bash", info["command"], "```"]
     if grid_name:
-        lines += ["", f"Samples (DPM-Solver++, 25 steps, seed 1234):", "", f"![samples]({grid_name})"]
+        lines += ["", "Samples (DPM-Solver++, 25 steps, seed 1234):", "", f"![samples]({grid_name})"]
     if data.get("licence"):
         lines += ["", f"Training data licence: {data['licence']}"]
     return "\n".join(lines) + "\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from pathlib import Path
 
 import gradio as gr
 
