@@ -197,7 +197,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_noise(args: argparse.Namespace) -> int:
     from playground import media
-    from playground.noising import forward_gif, forward_strip, get_schedule, load_x0, noise_photo
+    from playground.diffusion.schedules import get_schedule
+    from playground.noising import forward_gif, forward_strip, load_x0, noise_photo
 
     schedule = get_schedule(args.schedule, args.num_timesteps, args.zero_snr)
     if not 0 <= args.t < schedule.num_timesteps:
@@ -223,7 +224,7 @@ def run_noise(args: argparse.Namespace) -> int:
 
 
 def run_schedule(args: argparse.Namespace) -> int:
-    from playground.noising import get_schedule
+    from playground.diffusion.schedules import get_schedule
     from playground.plots import SUMMARY_HEADERS, schedule_summary
 
     names = args.names or list(BETA_SCHEDULES)

@@ -16,14 +16,9 @@ from PIL import Image, ImageDraw, ImageFont
 from playground import media
 from playground.data.images import load_image, prepare_image
 from playground.diffusion import NoiseLevel, NoiseSchedule, add_noise, noise_level
+from playground.diffusion.schedules import get_schedule  # noqa: F401  (the CLI imports it from here)
 
 RESOLUTIONS = (64, 128, 256)
-
-
-@functools.lru_cache(maxsize=32)
-def get_schedule(name: str, num_timesteps: int, zero_terminal_snr: bool = False) -> NoiseSchedule:
-    """Schedules are small and pure: build each (name, T, rescale) once."""
-    return NoiseSchedule.from_name(name, num_timesteps, zero_terminal_snr)
 
 
 @functools.lru_cache(maxsize=16)

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from playground import media
 from playground.checkpoints import load_training_state, save_checkpoint
@@ -66,6 +67,9 @@ def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str
     return sample(lambda x, t: call_model(unet, x, t), sampler, x_T, generator).clamp(-1, 1)
 
 
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"  # where save_pretrained puts them
+
+
 # --- saving and restoring the whole training state (safetensors only) ---
 
 def training_tensors(state: TrainState) -> tuple[dict[str, torch.Tensor], dict]:
@@ -81,8 +85,6 @@ def training_tensors(state: TrainState) -> tuple[dict[str, torch.Tensor], dict]:
 
 def restore_training_state(state: TrainState, folder: Path) -> bool:
     """Load online weights, optimizer moments, EMA and RNG from ``folder`` into ``state``; False if absent."""
-    from diffusers import UNet2DModel
-
     loaded = load_training_state(folder)
     if loaded is None:
         return False
@@ -94,8 +96,7 @@ def restore_training_state(state: TrainState, folder: Path) -> bool:
             _, index, name = key.split(".", 2)
             optimizer_state.setdefault(int(index), {})[name] = value
     state.optimizer.load_state_dict({"state": optimizer_state, "param_groups": meta["param_groups"]})
-    ema_weights = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False).state_dict()
-    state.ema.model.load_state_dict(ema_weights)
+    state.ema.model.load_state_dict(load_file(str(folder / UNET_WEIGHTS)))
     state.ema.model.to(next(state.model.parameters()).device)
     state.ema.num_updates = int(meta["ema_updates"])
     state.generator.set_state(tensors["rng"])
@@ -107,9 +108,7 @@ def restore_training_state(state: TrainState, folder: Path) -> bool:
 
 def warm_start(state: TrainState, folder: Path) -> float:
     """Copy a checkpoint's weights into model and EMA and carry its step count on; returns its wall time."""
-    from diffusers import UNet2DModel
-
-    weights = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False).state_dict()
+    weights = load_file(str(folder / UNET_WEIGHTS))
     state.model.load_state_dict(weights)
     state.ema.model.load_state_dict(weights)
     info = json.loads((folder / "playground.json").read_text())

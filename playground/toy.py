@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from playground.diffusion import NoiseSchedule, add_noise, iter_sample, make_sampler
+from playground.diffusion.schedules import get_schedule
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, call_model, new_train_state, train
 from playground.models import ToyConfig, ToyMLP
 
@@ -70,7 +71,7 @@ def train_toy(
 ) -> TrainState:
     """Train (or continue training) the toy denoiser on ``data`` (N, 2)."""
     state = state or new_toy_state(config)
-    schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
+    schedule = get_schedule(config.schedule, config.num_timesteps)
     with one_thread():
         return train(state, data, schedule, config, callback, should_stop)
 
@@ -89,7 +90,7 @@ def sample_toy(
     trajectories: int = 12, config: TrainConfig = TOY_TRAINING,
 ) -> ToySample:
     """Sample ``n`` points with a sampler from the shared core, keeping frames for an animation."""
-    schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
+    schedule = get_schedule(config.schedule, config.num_timesteps)
     sampler = make_sampler(sampler_name, schedule, steps, prediction_type=config.prediction_type)
     generator = torch.Generator().manual_seed(int(seed))
     x_T = torch.randn(n, 2, generator=generator)

@@ -6,6 +6,7 @@ Timesteps are 0-based as in diffusers: index t in 0..T-1 holds beta_{t+1} of the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -151,3 +152,9 @@ class NoiseSchedule:
     def log_snr(self) -> torch.Tensor:
         """lambda_t = log(alpha_bar_t / (1 - alpha_bar_t)); -inf where the SNR is exactly 0."""
         return torch.log(self.snr)
+
+
+@functools.lru_cache(maxsize=32)
+def get_schedule(name: str, num_timesteps: int = 1000, zero_terminal_snr: bool = False) -> NoiseSchedule:
+    """:meth:`NoiseSchedule.from_name`, built once per (name, T, rescale): schedules are small, pure and shared."""
+    return NoiseSchedule.from_name(name, num_timesteps, zero_terminal_snr)

@@ -6,7 +6,7 @@ import gradio as gr
 
 from playground.diffusion import BETA_SCHEDULES, NoiseSchedule
 from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
-from playground.noising import get_schedule
+from playground.diffusion.schedules import get_schedule
 
 MAX_SEED = 2**63 - 1
 

@@ -10,7 +10,7 @@ import gradio as gr
 from playground.data.images import ImageError
 from playground.data.toy import TOY_DATASETS, points_from_drawing, toy_points
 from playground.diffusion import BETA_SCHEDULES, SAMPLERS
-from playground.noising import get_schedule
+from playground.diffusion.schedules import get_schedule
 from playground.plots import loss_figure, toy_forward_figure, toy_reverse_figure
 from playground.toy import (
     COMPARE,
