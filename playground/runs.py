@@ -62,9 +62,10 @@ def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str
     """``count`` samples from a fixed seed with DPM-Solver++(2M), pred x_0 clipped to [-1, 1]."""
     resolution = unet.config.sample_size
     generator = torch.Generator().manual_seed(seed)
-    x_T = torch.randn(count, 3, resolution, resolution, generator=generator)
+    device = next(unet.parameters()).device
+    x_T = torch.randn(count, 3, resolution, resolution, generator=generator).to(device)
     sampler = make_sampler("dpmpp", schedule, steps, prediction_type=prediction_type, clip_sample=1.0)
-    return sample(lambda x, t: call_model(unet, x, t), sampler, x_T, generator).clamp(-1, 1)
+    return sample(lambda x, t: call_model(unet, x, t), sampler, x_T, generator).clamp(-1, 1).cpu()
 
 
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"  # where save_pretrained puts them

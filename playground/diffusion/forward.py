@@ -22,6 +22,16 @@ def extract(coeffs: torch.Tensor, t: Timesteps, x: torch.Tensor) -> torch.Tensor
     return values.reshape(values.shape + (1,) * (x.ndim - values.ndim))
 
 
+def randn(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise in ``like``'s dtype and device, drawn on the generator's own device.
+
+    A CPU generator then gives the same numbers whether the model runs on the CPU or a GPU (diffusers'
+    ``randn_tensor`` does the same).
+    """
+    where = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=where).to(like.device)
+
+
 def add_noise(schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t: Timesteps) -> torch.Tensor:
     """Sample q(x_t | x_0) in closed form (DDPM eq. 4): x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
 

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Literal
 
 import torch
 
+from playground.diffusion.forward import randn
 from playground.diffusion.schedules import NoiseSchedule
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
@@ -131,7 +132,7 @@ class DDPMSampler(Sampler):
                 variance = max((1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * beta_t, 1e-20)
             else:
                 variance = beta_t
-            noise = torch.randn(sample.shape, generator=generator, dtype=sample.dtype, device=sample.device)
+            noise = randn(sample.shape, generator, sample)
             prev_sample = prev_sample + math.sqrt(variance) * noise
         return SamplerOutput(prev_sample, pred_x0)
 
@@ -161,7 +162,7 @@ class DDIMSampler(Sampler):
         # 4. x_{t-1} without the random noise, eq. 12
         prev_sample = math.sqrt(alpha_bar_prev) * pred_x0 + direction
         if self.eta > 0:
-            noise = torch.randn(sample.shape, generator=generator, dtype=sample.dtype, device=sample.device)
+            noise = randn(sample.shape, generator, sample)
             prev_sample = prev_sample + std * noise
         return SamplerOutput(prev_sample, pred_x0)
 

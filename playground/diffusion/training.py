@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from playground.diffusion.forward import add_noise, extract
+from playground.diffusion.forward import add_noise, extract, randn
 from playground.diffusion.samplers import PredictionType
 from playground.diffusion.schedules import NoiseSchedule
 
@@ -35,8 +35,9 @@ def diffusion_loss(
     min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v, min(SNR, gamma) for x_0.
     """
     batch = x0.shape[0]
-    t = torch.randint(0, schedule.num_timesteps, (batch,), generator=generator, device=x0.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    where = generator.device if generator is not None else x0.device
+    t = torch.randint(0, schedule.num_timesteps, (batch,), generator=generator, device=where).to(x0.device)
+    noise = randn(x0.shape, generator, x0)
     x_t = add_noise(schedule, x0, noise, t)
     if prediction_type == "epsilon":
         target = noise
@@ -158,7 +159,7 @@ def train(
 
     The model is called as model(x_t, t), returning a tensor or diffusers' output with ``.sample``.
     Batches are drawn with replacement from ``state.generator``, so a resumed run draws what an
-    uninterrupted one would.
+    uninterrupted one would. On a GPU the forward pass runs under bf16 autocast; the loss stays fp32.
     """
     import time
 
@@ -178,7 +179,8 @@ def train(
         x0 = x0.to(device)
         if x0.ndim == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        loss = diffusion_loss(model_fn, schedule, x0, state.generator, config.prediction_type, config.min_snr_gamma)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # GPU: bf16 matmuls
+            loss = diffusion_loss(model_fn, schedule, x0, state.generator, config.prediction_type, config.min_snr_gamma)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
