@@ -38,16 +38,26 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"schedules among {', '.join(BETA_SCHEDULES)} (default: all)")
     schedule.add_argument("--T", dest="num_timesteps", type=_timesteps, default=1000)
     schedule.add_argument("--zero-snr", action="store_true")
-    train = commands.add_parser("train", help="train a model from scratch on a built-in dataset (resumable)")
+    train = commands.add_parser("train", help="train on the emoji set, or fine-tune on your own photos (--images); "
+                                               "resumable")
+    train.add_argument("--images", help="a folder of 1 to 100 photos: fine-tune --base on them (the Train tab)")
+    train.add_argument("--base", help="with --images: the base checkpoint folder, or 'scratch' "
+                                      "(default: checkpoints/emoji32)")
+    train.add_argument("--preset", choices=["quick", "better", "gpu"], default="quick",
+                       help="with --images: the recipe (steps, lr, batch, augmentation, prior preservation)")
+    train.add_argument("--crop", choices=["center", "pad"], default="center",
+                       help="with --images: centre-crop each photo to a square, or pad it with white")
+    train.add_argument("--prior-fraction", type=float,
+                       help="with --images: share of each batch from the base model's own samples (0: off)")
     train.add_argument("--dataset", choices=["emoji"], default="emoji")
     train.add_argument("--subset", choices=["curated", "all"], default="curated",
                        help="curated: faces, people, animals, food, places, activities, objects without skin-tone "
                             "variants; all: every emoji (~3,600)")
     train.add_argument("--model", choices=["tiny", "emoji32", "emoji64"], default="emoji32", help="network size")
-    train.add_argument("--steps", type=int, default=20000, help="optimizer steps in total")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=5e-4)
-    train.add_argument("--warmup-steps", type=int, default=200)
+    train.add_argument("--steps", type=int, help="optimizer steps in total (default 20000; with --images the preset's)")
+    train.add_argument("--batch-size", type=int, help="default 64; with --images the preset's")
+    train.add_argument("--lr", type=float, help="AdamW peak learning rate (default 5e-4; with --images the preset's)")
+    train.add_argument("--warmup-steps", type=int, help="default 200; with --images the preset's")
     train.add_argument("--prediction-type", choices=["epsilon", "v_prediction", "sample"], default="v_prediction")
     train.add_argument("--min-snr-gamma", type=float, default=5.0, help="Min-SNR-gamma loss weight (0: off)")
     train.add_argument("--schedule", choices=list(BETA_SCHEDULES), default="cosine")
@@ -56,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
     train.add_argument("--init-from", help="warm-start from this checkpoint folder when OUT has none "
                                            "(its weights, step count and loss history; fresh optimizer)")
-    train.add_argument("--preview-every", type=int, default=500)
+    train.add_argument("--preview-every", type=int, help="steps between preview grids (default 500; with --images the preset's)")
     train.add_argument("--checkpoint-every", type=float, default=600, help="seconds between checkpoints")
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
@@ -166,6 +176,13 @@ def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    if args.images:
+        return run_finetune(args, device)
+    args.steps = args.steps or 20000
+    args.batch_size = args.batch_size or 64
+    args.lr = args.lr or 5e-4
+    args.warmup_steps = args.warmup_steps if args.warmup_steps is not None else 200
+    args.preview_every = args.preview_every or 500
     model_config = PRESETS[args.model]
     curated = args.subset == "curated"
     emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None, skin_tones=not curated)
@@ -193,6 +210,80 @@ def run_train(args: argparse.Namespace) -> int:
     bar.close()
     print(f"wrote {folder}")
     return 0
+
+
+def run_finetune(args: argparse.Namespace, device) -> int:
+    """train --images DIR: the Train tab's recipe from the command line (resumes OUT when it has a run)."""
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from playground import finetune
+    from playground.checkpoints import CheckpointError, load_checkpoint
+    from playground.diffusion.training import TrainConfig
+    from playground.runs import dataset_from_uint8
+    from playground.sampling import SHIPPED
+
+    out = Path(args.out)
+    folder = Path(args.images)
+    resuming = (out / "settings.json").is_file() and (out / "checkpoint" / "training").is_dir() and not args.no_resume
+    if resuming:
+        print(f"continuing the run in {out} (its photos and settings; --no-resume starts over)")
+    else:
+        if not folder.is_dir():
+            raise ValueError(f"--images must be a folder of photos; {str(folder)!r} is not one.")
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if len(paths) > finetune.MAX_PHOTOS:
+            raise ValueError(f"{folder} holds {len(paths)} files; the limit is {finetune.MAX_PHOTOS} photos.")
+        photos, problems = finetune.load_photos(paths)
+        for problem in problems:
+            print(f"skipped: {problem}", file=sys.stderr)
+        if not photos:
+            raise ValueError(f"None of the {len(paths)} files in {folder} is a photo we can read, so there is "
+                             "nothing to train on.")
+        try:
+            base = finetune.load_base(args.base or SHIPPED / "emoji32")
+        except CheckpointError as error:
+            raise ValueError(str(error)) from None
+        overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                     "warmup_steps": args.warmup_steps, "prior_fraction": args.prior_fraction}
+        config = finetune.train_config(args.preset, base, **overrides)
+        preset = finetune.PRESETS[args.preset]
+        array = finetune.photos_array([image for _, image in photos], finetune.base_resolution(base), args.crop)
+        if args.no_resume:
+            forget_run(out)
+        finetune.prepare_run(out, array, base.path if base is not None else None, config, args.crop,
+                             args.preview_every or preset.preview_every, name=out.name)
+        print(f"{len(photos)} photos at {array.shape[1]} px; base {base.name if base else 'none (from scratch)'}; "
+              f"{config.steps} steps of {config.batch_size} on {device}")
+    total = args.steps if resuming and args.steps else TrainConfig(**finetune.run_settings(out)["config"]).steps
+    bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+
+    def on_event(event) -> None:
+        bar.n = event.step
+        bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", img_s=f"{event.images_per_second:.0f}")
+        bar.refresh()
+
+    started = time.perf_counter()
+    checkpoint_dir = finetune.train_run(out, on_event, device=device, steps=args.steps if resuming else None)
+    bar.close()
+    print(f"trained in {time.perf_counter() - started:.0f} s; wrote {checkpoint_dir}")
+    samples = finetune.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)
+    photos = dataset_from_uint8("", finetune.run_photos(out)).images
+    _, distances = finetune.nearest_training_images(samples, photos)
+    print("memorisation meter: " + finetune.memorisation_reading(distances, photos))
+    print(f"sample it: python -m playground sample --checkpoint {checkpoint_dir} --out {out / 'generated'}")
+    return 0
+
+
+def forget_run(out) -> None:
+    """--no-resume: forget the old run's checkpoint, log and previews (its photos are written anew)."""
+    import shutil
+
+    for name in ("checkpoint", "samples", "log.csv", "prior.npz"):
+        path = out / name
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def run_noise(args: argparse.Namespace) -> int:

@@ -149,7 +149,7 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
 def run_training(
     run_dir: str | Path,
     dataset: Dataset,
-    model_config: ModelConfig,
+    model_config: ModelConfig | None,
     train_config: TrainConfig,
     resume: bool = True,
     preview_every: int = 500,
@@ -159,19 +159,28 @@ def run_training(
     should_stop: Callable[[], bool] = lambda: False,
     device: torch.device | str = "cpu",
     init_from: str | Path | None = None,
+    unet: torch.nn.Module | None = None,
+    prior: torch.Tensor | None = None,
+    preview_count: int = 16,
 ) -> Path:
     """Train (or continue) the run in ``run_dir``; returns the checkpoint folder.
 
     Resume restores everything from run_dir/checkpoint (exact). Without one, ``init_from`` (a checkpoint
     folder without training state, e.g. a shipped model) warm-starts: its weights become both the model
     and the EMA, its step count and loss history carry on, and AdamW's moments start fresh.
+    ``unet``: the network to train instead of a fresh one from ``model_config`` (fine-tuning passes a copy of
+    its base, so training starts at step 0 from the base's weights). ``prior``: see :func:`train`.
     """
     run_dir = Path(run_dir)
     checkpoint_dir = run_dir / "checkpoint"
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     schedule = NoiseSchedule.from_name(train_config.schedule, train_config.num_timesteps)
     torch.manual_seed(train_config.seed)
-    unet = build_unet(model_config).to(device, memory_format=torch.channels_last)
+    if unet is None:
+        unet = build_unet(model_config)
+    unet = unet.to(device, memory_format=torch.channels_last)
+    model_info = model_config.to_dict() if model_config is not None else {
+        "resolution": int(unet.config.sample_size), "channels": list(unet.config.block_out_channels)}
     state = new_train_state(unet, train_config)
     wall_before = 0.0
     if resume and restore_training_state(state, checkpoint_dir):
@@ -194,7 +203,7 @@ def run_training(
         losses = state.losses
         stride = max(1, len(losses) // 2000)
         info = {
-            "model": model_config.to_dict(), "training": train_config.to_dict(),
+            "model": model_info, "training": train_config.to_dict(),
             "parameters": count_parameters(state.model),
             "data": {"name": dataset.name, "count": dataset.count, "sha256": dataset.fingerprint},
             "steps": state.step, "seed": train_config.seed,
@@ -214,7 +223,7 @@ def run_training(
         if on_event is not None:
             on_event(event)
         if event.step % preview_every == 0 or event.step == event.total_steps:
-            grid = image_grid(preview(current.ema.model, schedule, train_config.prediction_type))
+            grid = image_grid(preview(current.ema.model, schedule, train_config.prediction_type, preview_count))
             grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
                 run_dir / "samples" / f"step_{event.step:06d}.png")
         if time.perf_counter() - last_save > checkpoint_every_s:
@@ -223,7 +232,7 @@ def run_training(
             last_save = time.perf_counter()
 
     try:
-        train(state, dataset.images, schedule, train_config, callback, should_stop)
+        train(state, dataset.images, schedule, train_config, callback, should_stop, prior)
     finally:
         log_file.close()
         save()

@@ -114,10 +114,55 @@ class TrainConfig:
     schedule: str = "cosine"
     num_timesteps: int = 1000
     hflip: bool = True  # augment by mirroring left-right
+    crop_scale: float = 1.0  # random-resized crop keeping this much of the side at least (1.0: off)
+    color_jitter: float = 0.0  # brightness, contrast and saturation each scaled by 1 +- this (0: off)
+    prior_fraction: float = 0.0  # share of each batch taken from the prior images (DreamBooth's preservation)
     seed: int = 0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, config: TrainConfig) -> torch.Tensor:
+    """Random flips, small random-resized crops and mild colour jitter of a batch (B, 3, H, W) in [-1, 1].
+
+    Every random number comes from ``generator`` in a fixed order, so a resumed run augments as an
+    uninterrupted one would. With the defaults only the flip is on.
+    """
+    batch = x.shape[0]
+    if config.hflip:
+        flip = torch.rand(batch, generator=generator) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    if config.crop_scale < 1.0:
+        # a square window of side `side` (a fraction of the image) at a random place, resized back up
+        side = config.crop_scale + (1.0 - config.crop_scale) * torch.rand(batch, generator=generator)
+        corner = torch.rand(batch, 2, generator=generator) * (1.0 - side)[:, None]
+        theta = torch.zeros(batch, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = side
+        theta[:, :, 2] = (corner + side[:, None] / 2) * 2 - 1  # window centre in [-1, 1] (x, y)
+        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+        x = torch.nn.functional.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border",
+                                            align_corners=False)
+    if config.color_jitter > 0:
+        brightness, contrast, saturation = (
+            1.0 + config.color_jitter * (2 * torch.rand(3, batch, 1, 1, 1, generator=generator) - 1))
+        image = (x + 1) / 2 * brightness
+        mean = image.mean(dim=(1, 2, 3), keepdim=True)
+        image = (image - mean) * contrast + mean
+        gray = (0.299 * image[:, :1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3])
+        image = (image - gray) * saturation + gray
+        x = image.clamp(0, 1) * 2 - 1
+    return x
+
+
+def draw_batch(data: torch.Tensor, generator: torch.Generator, config: TrainConfig,
+               prior: torch.Tensor | None = None) -> torch.Tensor:
+    """A training batch: drawn with replacement from ``data``, ``prior_fraction`` of it from ``prior``, augmented."""
+    count = round(config.batch_size * config.prior_fraction) if prior is not None and len(prior) else 0
+    x0 = data[torch.randint(0, data.shape[0], (config.batch_size - count,), generator=generator)]
+    if count:
+        x0 = torch.cat([x0, prior[torch.randint(0, prior.shape[0], (count,), generator=generator)]])
+    return augment(x0, generator, config) if x0.ndim == 4 else x0
 
 
 @dataclass
@@ -154,12 +199,14 @@ def train(
     config: TrainConfig,
     callback: Callable[[TrainEvent, TrainState], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    prior: torch.Tensor | None = None,
 ) -> TrainState:
     """Train ``state.model`` on ``data`` ((N, C, H, W) in [-1, 1]) until config.steps or should_stop().
 
     The model is called as model(x_t, t), returning a tensor or diffusers' output with ``.sample``.
-    Batches are drawn with replacement from ``state.generator``, so a resumed run draws what an
-    uninterrupted one would. On a GPU the forward pass runs under bf16 autocast; the loss stays fp32.
+    Batches come from :func:`draw_batch` with ``state.generator``, so a resumed run draws what an
+    uninterrupted one would. ``prior``: images (e.g. the base model's own samples) that make up
+    ``config.prior_fraction`` of every batch. On a GPU the forward pass runs under bf16 autocast; the loss stays fp32.
     """
     import time
 
@@ -171,12 +218,7 @@ def train(
         lr = lr_at(state.step, config.lr, config.warmup_steps, config.steps, config.lr_min_ratio)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
-        index = torch.randint(0, data.shape[0], (config.batch_size,), generator=state.generator)
-        x0 = data[index]
-        if config.hflip and x0.ndim == 4:
-            flip = torch.rand(config.batch_size, generator=state.generator) < 0.5
-            x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
-        x0 = x0.to(device)
+        x0 = draw_batch(data, state.generator, config, prior).to(device)
         if x0.ndim == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # GPU: bf16 matmuls

@@ -7,7 +7,7 @@ import os
 import gradio as gr
 
 from playground.data.images import MAX_FILE_BYTES
-from playground.ui import forward, sample, schedule, toy
+from playground.ui import forward, sample, schedule, toy, train
 
 TITLE = "Diffusion Playground"
 
@@ -49,7 +49,9 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Schedule", id="schedule"):
                 schedule.build(demo)
             with gr.Tab("Sample", id="sample"):
-                sample.build(demo)
+                sample_checkpoint = sample.build(demo)
+            with gr.Tab("Train", id="train"):
+                train.build(demo, sample_checkpoint)
             with gr.Tab("2-D toy lab", id="toy"):
                 toy.build(demo)
     demo.queue(default_concurrency_limit=2, max_size=64)

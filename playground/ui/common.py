@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
+
+from playground import workdir
 
 from playground.diffusion import BETA_SCHEDULES, NoiseSchedule
 from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
@@ -35,3 +39,40 @@ def check_seed(seed) -> int:
     if not 0 <= value <= MAX_SEED:
         raise gr.Error(f"The seed must be between 0 and {MAX_SEED}.")
     return value
+
+
+# --- what each session may load: the shared checkpoints plus the models it trained itself ---
+
+def session_folder(request: gr.Request | None) -> Path:
+    return workdir.session_dir(getattr(request, "session_hash", None))
+
+
+def session_models(request: gr.Request | None) -> list[Path]:
+    """The checkpoints this session has trained (stopped ones included), newest first."""
+    runs = session_folder(request) / "runs"
+    found = [p / "checkpoint" for p in runs.iterdir() if (p / "checkpoint" / "model_index.json").is_file()] \
+        if runs.is_dir() else []
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def model_label(checkpoint: Path) -> str:
+    from playground.finetune import run_settings
+
+    try:
+        name = run_settings(checkpoint.parent).get("name")
+    except (OSError, ValueError):
+        name = None
+    return f"{name or checkpoint.parent.name} (yours)"
+
+
+def model_choices(request: gr.Request | None) -> list[tuple[str, str]]:
+    """The models this session may use: its own, newest first, then the shared ones (checkpoints/, ...)."""
+    from playground.sampling import available_checkpoints
+
+    return [(model_label(p), str(p)) for p in session_models(request)] + [
+        (p.name, str(p)) for p in available_checkpoints()]
+
+
+def allowed_model(path: str | None, request: gr.Request | None) -> bool:
+    """Only listed folders load: a request cannot name another session's model or an arbitrary path."""
+    return bool(path) and str(path) in {p for _, p in model_choices(request)}

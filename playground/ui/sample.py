@@ -21,7 +21,7 @@ from playground.sampling import (
     side_by_side,
 )
 from playground.media import save_gif, save_mp4
-from playground.ui.common import check_seed
+from playground.ui.common import allowed_model, check_seed
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
 COMPARE = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
@@ -39,11 +39,11 @@ def checkpoint_choices() -> list[tuple[str, str]]:
     return [(path.name, str(path)) for path in available_checkpoints()]
 
 
-def _checkpoint(path: str | None):
+def _checkpoint(path: str | None, request: gr.Request | None = None):
     if not path:
-        raise gr.Error("No model is installed yet: checkpoints/ has none. Train one in the terminal with "
-                       "`python -m playground train`, then reload.")
-    if path not in {p for _, p in checkpoint_choices()}:
+        raise gr.Error("No model is installed yet: checkpoints/ has none. Train one in the Train tab or with "
+                       "`python -m playground train`.")
+    if not allowed_model(path, request):
         raise gr.Error("That checkpoint is not available here; pick one from the list.")
     try:
         return get_checkpoint(path)
@@ -51,11 +51,11 @@ def _checkpoint(path: str | None):
         raise gr.Error(str(error)) from None
 
 
-def checkpoint_info(path: str | None) -> str:
+def checkpoint_info(path: str | None, request: gr.Request) -> str:
     """A one-paragraph summary of the checkpoint from its playground.json."""
     if not path:
         return "No checkpoint found."
-    checkpoint = _checkpoint(path)
+    checkpoint = _checkpoint(path, request)
     info = checkpoint.info
     data = info.get("data", {})
     parts = [f"**{checkpoint.name}**: {checkpoint.resolution}×{checkpoint.resolution} px, "
@@ -67,18 +67,18 @@ def checkpoint_info(path: str | None) -> str:
     return " ".join(parts)
 
 
-def steps_range(path: str | None, steps: int):
+def steps_range(path: str | None, steps: int, request: gr.Request):
     """Keep the steps slider within 1..T of the chosen checkpoint."""
     if not path:
         return gr.Slider()
-    T = _checkpoint(path).schedule.num_timesteps
+    T = _checkpoint(path, request).schedule.num_timesteps
     return gr.Slider(maximum=T, value=min(int(steps), T))
 
 
 def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, eta: float,
            request: gr.Request, progress=gr.Progress()):
     """Stream the reverse process: x_t grid, predicted-x_0 grid and status; finally the GIF."""
-    checkpoint = _checkpoint(path)
+    checkpoint = _checkpoint(path, request)
     if sampler not in SAMPLERS:
         raise gr.Error(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
     T = checkpoint.schedule.num_timesteps
@@ -109,9 +109,9 @@ def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, et
     yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, files
 
 
-def compare(path: str | None, seed: int, progress=gr.Progress()):
+def compare(path: str | None, seed: int, request: gr.Request, progress=gr.Progress()):
     """The same seed and starting noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20, with their times."""
-    checkpoint = _checkpoint(path)
+    checkpoint = _checkpoint(path, request)
     seed = check_seed(seed)
     T = checkpoint.schedule.num_timesteps
     pictures, rows = [], []
@@ -127,7 +127,8 @@ def compare(path: str | None, seed: int, progress=gr.Progress()):
     return pictures[0], pictures[1], pictures[2], rows
 
 
-def build(demo: gr.Blocks) -> None:
+def build(demo: gr.Blocks) -> gr.Dropdown:
+    """The tab; returns its model dropdown, which the Train tab updates with the session's own models."""
     choices = checkpoint_choices()
     gr.Markdown(INTRO)
     with gr.Row():
@@ -172,3 +173,4 @@ def build(demo: gr.Blocks) -> None:
     stop_button.click(lambda: "Stopped.", None, [status], cancels=[generating], api_name="sample_stop", queue=False)
     compare_button.click(compare, [checkpoint, seed], [*pictures, table], api_name="sample_compare",
                          concurrency_limit=1, concurrency_id="heavy")
+    return checkpoint
