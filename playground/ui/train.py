@@ -220,7 +220,7 @@ def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: in
               f"Done: {total} steps in {_eta(time.perf_counter() - started)}. **{name}** is now in the Sample tab's "
               "list; try it below, download it, or train more with Resume and more steps.")
     choices = model_choices(request)
-    yield (status, loss_figure(_history(run_dir, 0)), _latest_preview(run_dir),
+    yield (status, loss_figure(_history(run_dir)), _latest_preview(run_dir),
            gr.DownloadButton(value=str(zip_path), visible=True, label=f"Download {name}.zip"),
            gr.Dropdown(choices=choices, value=str(checkpoint)),
            {"run_dir": str(run_dir), "name": name})
@@ -231,17 +231,17 @@ def _ensure(folder: Path) -> bool:
     return True
 
 
-def _history(run_dir: Path, before_step: int) -> list[float]:
-    """The losses logged before ``before_step`` (a resumed run shows its whole curve)."""
+def _history(run_dir: Path, before_step: int | None = None) -> list[float]:
+    """The losses logged up to ``before_step`` (all without it), so a resumed run shows its whole curve."""
     log = run_dir / "log.csv"
-    if not log.is_file() or before_step <= 0:
+    if not log.is_file() or (before_step is not None and before_step <= 0):
         return []
     rows = log.read_text().splitlines()[1:]
     values = {}
     for row in rows:
         step, loss, *_ = row.split(",")
         values[int(step)] = float(loss)
-    return [values[s] for s in sorted(values) if s <= before_step]
+    return [values[s] for s in sorted(values) if before_step is None or s <= before_step]
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
@@ -292,17 +292,19 @@ def train(photos: list[dict], crop: str, base: str, local_base: str, preset: str
 
 
 def resume(run: dict | None, steps, request: gr.Request, progress=gr.Progress()):
-    """Continue this session's latest run at the step it stopped at (optimizer and EMA restored)."""
+    """Continue this session's latest run from the step it stopped at up to ``steps`` in all (optimizer, EMA restored)."""
     run_dir = Path(run["run_dir"]) if run and run.get("run_dir") else None
     if run_dir is None or not (run_dir / "checkpoint" / "training").is_dir():
         raise gr.Error("There is no stopped run to resume in this session; press Train first.")
     if session_folder(request) not in run_dir.parents:
         raise gr.Error("That run belongs to another session.")
     done = _checkpoint_step(run_dir / "checkpoint")
-    total = int(finetune.run_settings(run_dir)["config"]["steps"])
-    target = max(int(steps), total) if int(steps) > done else total
-    if done >= target:
-        raise gr.Error(f"This run has finished all {total} steps; raise Steps (under Advanced) to train more.")
+    try:
+        target = int(steps)
+    except (TypeError, ValueError):
+        raise gr.Error("Steps (under Advanced) must be a whole number.") from None
+    if target <= done:
+        raise gr.Error(f"This run is at step {done}; set Steps (under Advanced) above that to train more.")
     yield from _follow(run_dir, request, progress, steps=target)
 
 
@@ -377,7 +379,7 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
                             label="Make each photo square by", elem_id="train-crop")
             photo_note = gr.Markdown("No photos yet.", elem_id="train-photo-note")
             gallery = gr.Gallery(label="What the model trains on (click one to select it)", columns=6, height=260,
-                                 allow_preview=False, elem_classes=["pixelated"], elem_id="train-gallery")
+                                 allow_preview=False, format="png", elem_classes=["pixelated"], elem_id="train-gallery")
             with gr.Row():
                 remove_button = gr.Button("Remove selected", size="sm", elem_id="train-remove")
                 clear_button = gr.Button("Remove all", size="sm")
@@ -422,7 +424,8 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
         try_button = gr.Button("Try it: 8 samples and their nearest photos", elem_id="train-try")
     meter_note = gr.Markdown(elem_id="train-meter-note")
     meter = gr.Gallery(label="Memorisation meter: each sample beside its nearest training photo", columns=4,
-                       height=320, allow_preview=False, elem_classes=["pixelated"], elem_id="train-meter")
+                       height=320, allow_preview=False, format="png", elem_classes=["pixelated"],
+                       elem_id="train-meter")
 
     photo_outputs = [photos, gallery, photo_note, upload]
     upload.upload(add_photos, [upload, photos, crop, base], photo_outputs, api_name="train_add_photos")
