@@ -180,3 +180,37 @@ def test_forward_tab_too_large_upload_is_refused_with_a_sentence(page, tmp_path_
     assert "30" in text and "Traceback" not in text, text
     page.screenshot(path=str(ARTIFACTS / "forward_too_large.png"), full_page=True)
     assert image_src(page, "forward-xt") == shown  # the pictures on screen are kept
+
+
+def test_train_tab_upload_six_train_see_loss_and_preview_then_sample(page, tmp_path_factory):
+    from image_files import photo
+
+    folder = tmp_path_factory.mktemp("six")
+    paths = []
+    for i in range(6):
+        paths.append(str(folder / f"dog_{i}.jpg"))
+        photo(120, 90, seed=i).save(paths[-1], quality=90)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-base input").click()
+    page.get_by_role("option", name="tiny-test").click()
+    page.locator("#train-upload input[type=file]").set_input_files(paths)
+    page.wait_for_function("() => document.querySelectorAll('#train-gallery img').length === 6")
+    assert "6 photos, trained on as 8×8" in page.locator("#train-photo-note").inner_text()
+    page.get_by_text("Advanced").click()
+    page.locator("#train-steps input").fill("40")
+    page.locator("#train-name input, #train-name textarea").first.fill("Rex the dog")
+    page.locator("#train-go").click()
+    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Done')",
+                           timeout=120_000)
+    assert page.locator("#train-loss .js-plotly-plot").count() == 1
+    assert image_src(page, "train-preview")
+    page.locator("#train-try").click()
+    page.wait_for_function("() => document.querySelectorAll('#train-meter img').length === 16", timeout=60_000)
+    assert page.locator("#train-meter-note").inner_text().startswith(("Close copies", "New images"))
+    page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+    # the new model is offered, and chosen, in the Sample tab at once
+    page.get_by_role("tab", name="Sample").click()
+    assert "rex-the-dog (yours)" in page.locator("#sample-checkpoint input").input_value()
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done')", timeout=60_000)
+    assert image_src(page, "sample-xt")

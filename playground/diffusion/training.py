@@ -82,8 +82,8 @@ class EMA:
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         decay = self.decay()
-        for averaged, current in zip(self.model.parameters(), model.parameters()):
-            averaged.lerp_(current.detach(), 1.0 - decay)
+        averaged = list(self.model.parameters())
+        torch._foreach_lerp_(averaged, [p.detach() for p in model.parameters()], 1.0 - decay)  # one fused call
         for averaged, current in zip(self.model.buffers(), model.buffers()):
             averaged.copy_(current)
         self.num_updates += 1

@@ -6,6 +6,7 @@ only that session's requests can name them. Training runs in a worker thread; th
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from playground import finetune, media
+from playground import finetune, media, workdir
 from playground.checkpoints import CheckpointError
 from playground.models import pick_device
 from playground.plots import loss_figure
@@ -200,7 +201,7 @@ def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: in
             status = (f"Step {event.step} of {event.total_steps} · loss {event.loss:.4f} · "
                       f"{event.images_per_second:.0f} images/s · about {_eta(left)} left")
             losses = [e.loss for e in events]
-            figure = loss_figure(_history(run_dir, first_step) + losses)
+            figure = loss_figure(_history(run_dir, first_step - 1) + losses)
             yield status, figure, _latest_preview(run_dir), no_change, no_change, no_change
     finally:
         job.stop.set()  # the person left or the event was cancelled: stop and save
@@ -213,8 +214,9 @@ def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: in
     state_step = _checkpoint_step(checkpoint)
     stopped = state_step < total
     name = info.get("name") or run_dir.name
-    zip_path = finetune.export_zip(checkpoint, session_folder(request) / "exports" / f"{name}.zip") \
-        if _ensure(session_folder(request) / "exports") else None
+    exports = session_folder(request) / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    zip_path = finetune.export_zip(checkpoint, exports / f"{name}.zip")
     status = (f"Stopped at step {state_step} of {total}: the latest weights are saved. **Resume** carries on from "
               "here." if stopped else
               f"Done: {total} steps in {_eta(time.perf_counter() - started)}. **{name}** is now in the Sample tab's "
@@ -224,11 +226,6 @@ def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: in
            gr.DownloadButton(value=str(zip_path), visible=True, label=f"Download {name}.zip"),
            gr.Dropdown(choices=choices, value=str(checkpoint)),
            {"run_dir": str(run_dir), "name": name})
-
-
-def _ensure(folder: Path) -> bool:
-    folder.mkdir(parents=True, exist_ok=True)
-    return True
 
 
 def _history(run_dir: Path, before_step: int | None = None) -> list[float]:
@@ -245,8 +242,6 @@ def _history(run_dir: Path, before_step: int | None = None) -> list[float]:
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
-    import json
-
     info = checkpoint / "playground.json"
     return int(json.loads(info.read_text()).get("steps", 0)) if info.is_file() else 0
 
@@ -283,6 +278,7 @@ def train(photos: list[dict], crop: str, base: str, local_base: str, preset: str
     resolution = finetune.base_resolution(checkpoint)
     array = finetune.photos_array(images, resolution, crop)
     name = finetune.sanitize_name(name)
+    workdir.remove_stale()  # other sessions' folders, 6 hours after their last change
     run_dir = session_folder(request) / "runs" / f"{name}-{uuid.uuid4().hex[:6]}"
     yield ("Preparing: cropping the photos" + (" and drawing the base model's own samples for prior preservation"
                                                if config.prior_fraction > 0 and checkpoint else "") + "…",
@@ -378,7 +374,7 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
             crop = gr.Radio([(label, key) for key, label in finetune.CROP_MODES.items()], value="center",
                             label="Make each photo square by", elem_id="train-crop")
             photo_note = gr.Markdown("No photos yet.", elem_id="train-photo-note")
-            gallery = gr.Gallery(label="What the model trains on (click one to select it)", columns=6, height=260,
+            gallery = gr.Gallery(label="What the model trains on (click one to select it)", columns=5, height=300,
                                  allow_preview=False, format="png", elem_classes=["pixelated"], elem_id="train-gallery")
             with gr.Row():
                 remove_button = gr.Button("Remove selected", size="sm", elem_id="train-remove")

@@ -1,0 +1,81 @@
+"""The README's fine-tuning figure: six 64x64 photos, the Quick preset from the shipped base, timed.
+
+    python scripts/finetune_demo.py [--out runs/finetune-demo] [--preset quick]
+
+The six photos are scikit-image's bundled sample photos (astronaut, Chelsea the cat, coffee, rocket, motorcycle,
+Hubble deep field; public domain or CC0), centre-cropped to 64x64. Needs `pip install scikit-image`
+(only this script does; the app and the tests do not).
+Writes docs/finetune.png: the training crops, the base model's samples (before) and the fine-tuned model's
+samples from the same noise (after), and prints the time, the steps and the memorisation meter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from playground import finetune  # noqa: E402
+from playground.checkpoints import load_checkpoint  # noqa: E402
+from playground.runs import dataset_from_uint8, image_grid  # noqa: E402
+
+PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg"]
+
+
+def six_photos(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in PHOTOS:
+        image = Image.open(importlib.resources.files("skimage") / "data" / name).convert("RGB")
+        path = folder / (name.split(".")[0] + ".png")
+        finetune.training_crop(image, 64).save(path)
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=str(ROOT / "runs" / "finetune-demo"))
+    parser.add_argument("--preset", default="quick", choices=list(finetune.PRESETS))
+    args = parser.parse_args()
+    out = Path(args.out)
+    paths = six_photos(out / "photos")
+    started = time.perf_counter()
+    photos, _ = finetune.load_photos(paths)
+    base = finetune.load_base(ROOT / "checkpoints" / "emoji32")
+    config = finetune.train_config(args.preset, base)
+    array = finetune.photos_array([image for _, image in photos], base.resolution)
+    run = out / "run"
+    finetune.prepare_run(run, array, base.path, config, preview_every=finetune.PRESETS[args.preset].preview_every,
+                         name="six-photos")
+    finetune.train_run(run)
+    seconds = time.perf_counter() - started
+    after = load_checkpoint(run / "checkpoint")
+    before_samples = finetune.prior_images(base, count=12, seed=7, steps=25)
+    after_samples = finetune.prior_images(after, count=12, seed=7, steps=25)
+    training = dataset_from_uint8("", array).images
+    _, distances = finetune.nearest_training_images(after_samples, training)
+    rows = [image_grid(training, columns=12), image_grid(before_samples, columns=12), image_grid(after_samples, columns=12)]
+    figure = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    y = 0
+    for row in rows:
+        figure.paste(row, (0, y))
+        y += row.height
+    figure = figure.resize((figure.width * 3, figure.height * 3), Image.NEAREST)
+    figure.save(ROOT / "docs" / "finetune.png")
+    print(f"{args.preset}: {config.steps} steps of {config.batch_size} in {seconds:.0f} s "
+          f"({torch.get_num_threads()} threads), photos to trained model")
+    print("memorisation meter: " + finetune.memorisation_reading(distances, training))
+    print(f"wrote {ROOT / 'docs' / 'finetune.png'} (rows: the photos as trained on, base samples, fine-tuned samples)")
+
+
+if __name__ == "__main__":
+    main()
