@@ -161,12 +161,25 @@ CURATED_GROUPS = ("Smileys & Emotion", "People & Body", "Animals & Nature", "Foo
                   "Activities", "Objects")
 
 
+def _train_progress(total: int):
+    """A tqdm bar and the on_event callback that moves it (step, loss, lr, images/s)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+
+    def on_event(event) -> None:
+        bar.n = event.step
+        bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", img_s=f"{event.images_per_second:.0f}")
+        bar.refresh()
+
+    return bar, on_event
+
+
 def run_train(args: argparse.Namespace) -> int:
     import platform
     import shlex
 
     import torch
-    from tqdm import tqdm
 
     from playground.data.emoji import load_emoji_set
     from playground.diffusion.training import TrainConfig
@@ -197,12 +210,7 @@ def run_train(args: argparse.Namespace) -> int:
              "data": {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
                       "licence": "Noto Color Emoji, SIL Open Font License 1.1"}}
     print(f"{dataset.count} images at {model_config.resolution} px on {device}; {config.steps} steps of {config.batch_size}")
-    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True)
-
-    def on_event(event) -> None:
-        bar.n = event.step
-        bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", img_s=f"{event.images_per_second:.0f}")
-        bar.refresh()
+    bar, on_event = _train_progress(config.steps)
 
     folder = run_training(args.out, dataset, model_config, config, resume=not args.no_resume,
                           preview_every=args.preview_every, checkpoint_every_s=args.checkpoint_every,
@@ -217,7 +225,6 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     import time
     from pathlib import Path
 
-    from tqdm import tqdm
 
     from playground import finetune
     from playground.checkpoints import CheckpointError, load_checkpoint
@@ -258,12 +265,7 @@ def run_finetune(args: argparse.Namespace, device) -> int:
         print(f"{len(photos)} photos at {array.shape[1]} px; base {base.name if base else 'none (from scratch)'}; "
               f"{config.steps} steps of {config.batch_size} on {device}")
     total = args.steps if resuming and args.steps else TrainConfig(**finetune.run_settings(out)["config"]).steps
-    bar = tqdm(total=total, unit="step", dynamic_ncols=True)
-
-    def on_event(event) -> None:
-        bar.n = event.step
-        bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", img_s=f"{event.images_per_second:.0f}")
-        bar.refresh()
+    bar, on_event = _train_progress(total)
 
     started = time.perf_counter()
     checkpoint_dir = finetune.train_run(out, on_event, device=device, steps=args.steps if resuming else None)
@@ -283,7 +285,10 @@ def forget_run(out) -> None:
 
     for name in ("checkpoint", "samples", "log.csv", "prior.npz"):
         path = out / name
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def run_noise(args: argparse.Namespace) -> int:

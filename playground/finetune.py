@@ -27,10 +27,9 @@ from PIL import Image
 
 from playground.checkpoints import Checkpoint, load_checkpoint
 from playground.data.images import ImageError, center_crop_square, load_image
-from playground.diffusion import make_sampler, sample
-from playground.diffusion.training import TrainConfig, TrainEvent, call_model
+from playground.diffusion.training import TrainConfig, TrainEvent
 from playground.models import PRESETS as MODEL_PRESETS, build_unet
-from playground.runs import dataset_from_uint8, run_training
+from playground.runs import dataset_from_uint8, preview, run_training
 
 MAX_PHOTOS = 100
 SOURCE_SIDE = 256  # uploads are kept with their shorter side about this long; crops are made from these
@@ -140,13 +139,9 @@ def train_config(preset: str | Preset, base: Checkpoint | None, **overrides) -> 
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
-@torch.inference_mode()
 def prior_images(base: Checkpoint, count: int = PRIOR_COUNT, seed: int = 0, steps: int = 20) -> torch.Tensor:
     """``count`` of the base model's own samples (DPM-Solver++), in [-1, 1]: what prior preservation mixes in."""
-    generator = torch.Generator().manual_seed(seed)
-    x_T = torch.randn(count, 3, base.resolution, base.resolution, generator=generator)
-    sampler = make_sampler("dpmpp", base.schedule, steps, prediction_type=base.prediction_type, clip_sample=1.0)
-    return sample(lambda x, t: call_model(base.unet, x, t), sampler, x_T, generator).clamp(-1, 1)
+    return preview(base.unet, base.schedule, base.prediction_type, count=count, seed=seed, steps=steps)
 
 
 # --- a run ---
