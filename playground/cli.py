@@ -228,6 +228,7 @@ def run_finetune(args: argparse.Namespace, device) -> int:
 
     from playground import finetune
     from playground.checkpoints import CheckpointError, load_checkpoint
+    from playground.memorisation import memorisation_meter
     from playground.diffusion.training import TrainConfig
     from playground.runs import dataset_from_uint8
     from playground.sampling import SHIPPED
@@ -273,8 +274,7 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     print(f"trained in {time.perf_counter() - started:.0f} s; wrote {checkpoint_dir}")
     samples = finetune.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)
     photos = dataset_from_uint8("", finetune.run_photos(out)).images
-    _, distances = finetune.nearest_training_images(samples, photos)
-    print("memorisation meter: " + finetune.memorisation_reading(distances, photos))
+    print("memorisation meter: " + memorisation_meter(samples, photos).sentence())
     print(f"sample it: python -m playground sample --checkpoint {checkpoint_dir} --out {out / 'generated'}")
     return 0
 

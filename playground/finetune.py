@@ -208,56 +208,6 @@ def run_photos(run_dir: str | os.PathLike) -> np.ndarray:
         return data["images"]
 
 
-# --- the memorisation meter ---
-
-COPY_FRACTION = 0.6  # a sample nearer to a photo than this share of the photos' own spacing is a close copy
-SINGLE_PHOTO_SPACING = 0.25  # the spacing assumed when there is one photo (typical of unrelated 32 px photos)
-
-
-def _rms_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(A, B) root-mean-square pixel differences on a 0..1 scale between two sets of images in [-1, 1]."""
-    a = (a.float().flatten(1) + 1) / 2
-    b = (b.float().flatten(1) + 1) / 2
-    return torch.cdist(a, b).div(a.shape[1] ** 0.5)
-
-
-def nearest_training_images(samples: torch.Tensor, training: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each sample (B, 3, R, R) in [-1, 1]: the index of the nearest training image and the RMS distance.
-
-    Distances are root-mean-square differences on a 0..1 pixel scale: 0 is identical; unrelated photos at
-    32 px are about 0.2 to 0.4 apart.
-    """
-    best, index = _rms_distances(samples, training).min(dim=1)
-    return index, best
-
-
-def photo_spacing(training: torch.Tensor) -> float:
-    """How far apart the training photos are: the median distance from each to its nearest other one."""
-    if len(training) < 2:
-        return SINGLE_PHOTO_SPACING
-    distances = _rms_distances(training, training)
-    distances.fill_diagonal_(float("inf"))
-    return float(distances.min(dim=1).values.median())
-
-
-def copy_threshold(training: torch.Tensor) -> float:
-    return COPY_FRACTION * photo_spacing(training)
-
-
-def memorisation_reading(distances: torch.Tensor, training: torch.Tensor) -> str:
-    """One line for a person: are these samples close copies of the training photos, or new images?"""
-    threshold = copy_threshold(training)
-    copies = int((distances < threshold).sum())
-    total = len(distances)
-    median = float(distances.median())
-    scale = (f"median distance {median:.3f}; your photos are {photo_spacing(training):.3f} apart, and nearer "
-             f"than {threshold:.3f} counts as a copy")
-    if copies * 2 > total:
-        return (f"Close copies: {copies} of {total} samples are near-copies of one of your photos ({scale}). "
-                "With a handful of photos the model learns them by heart; that is expected.")
-    return f"New images: {total - copies} of {total} samples are not close to any of your photos ({scale})."
-
-
 # --- the result ---
 
 def sanitize_name(text: str | None, default: str = "my-model") -> str:

@@ -5,6 +5,9 @@ Images are tensors of shape (B, 3, H, W) in [-1, 1] inside the core; PIL images 
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -54,6 +57,61 @@ def strip(images: Sequence[Image.Image], gap: int = 4, background: tuple[int, in
         canvas.paste(image, (x, 0))
         x += image.width + gap
     return canvas
+
+
+def label(image: Image.Image, text: str, size: int | None = None, colour: tuple[int, int, int] = (40, 40, 40)) -> Image.Image:
+    """``image`` with ``text`` written in a white band under it (font ``size`` px; default scales with the width)."""
+    font = ImageFont.load_default(size=size or max(14, image.width // 7))
+    band = font.size + 8
+    out = Image.new("RGB", (image.width, image.height + band), (255, 255, 255))
+    out.paste(image, (0, 0))
+    ImageDraw.Draw(out).text((image.width // 2, image.height + band // 2), text, fill=colour, font=font, anchor="mm")
+    return out
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:
+    """(B, 3, H, W) in [-1, 1] -> one picture, ``columns`` wide, on white."""
+    count = images.shape[0]
+    columns = columns or max(1, int(np.ceil(np.sqrt(count))))
+    rows = int(np.ceil(count / columns))
+    height, width = images.shape[-2:]
+    grid = Image.new("RGB", (columns * (width + pad) + pad, rows * (height + pad) + pad), (255, 255, 255))
+    for i, image in enumerate(images):
+        grid.paste(tensor_to_pil(image), (pad + (i % columns) * (width + pad), pad + (i // columns) * (height + pad)))
+    return grid
+
+
+def grid(pictures: Sequence[Image.Image], columns: int, gap: int = 12) -> Image.Image:
+    """PIL pictures (any sizes) in rows of ``columns``, ``gap`` apart, on white."""
+    rows = [strip(pictures[i:i + columns], gap=gap) for i in range(0, len(pictures), columns)]
+    width, height = max(r.width for r in rows), sum(r.height for r in rows) + gap * (len(rows) - 1)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    y = 0
+    for row in rows:
+        canvas.paste(row, (0, y))
+        y += row.height + gap
+    return canvas
+
+
+def png_data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def pairs_html(pairs: Sequence[tuple[Image.Image, Image.Image, str, str]], side: int = 96) -> str:
+    """Pictures in captioned pairs (left, right, caption, colour), wrapping to the width: 4 a row on a laptop,
+    2 on a phone. Real text, so captions stay whole and readable at any width."""
+    figures = []
+    for left, right, caption, colour in pairs:
+        pictures = "".join(
+            f'<img src="{png_data_uri(zoom(p, side))}" alt="" width="{side}" height="{side}" '
+            'style="image-rendering:pixelated;margin:0;max-width:none">' for p in (left, right))
+        figures.append(f'<figure style="margin:6px;text-align:center;width:{2 * side + 4}px">'
+                       f'<div style="display:flex;gap:4px">{pictures}</div>'
+                       f'<figcaption style="font-size:14px;line-height:1.3;color:{colour}">{html.escape(caption)}'
+                       "</figcaption></figure>")
+    return '<div style="display:flex;flex-wrap:wrap;justify-content:flex-start">' + "".join(figures) + "</div>"
 
 
 def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms: int = 80, hold_last_ms: int = 1200) -> Path:

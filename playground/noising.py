@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from playground import media
 from playground.data.images import load_image, prepare_image
@@ -69,23 +69,13 @@ def evenly_spaced_timesteps(num_timesteps: int, count: int) -> list[int]:
     return sorted(set(steps))
 
 
-def _label(image: Image.Image, text: str) -> Image.Image:
-    """Write ``text`` in a white band under ``image``."""
-    font = ImageFont.load_default(size=max(14, image.width // 7))
-    band = font.size + 8
-    out = Image.new("RGB", (image.width, image.height + band), (255, 255, 255))
-    out.paste(image, (0, 0))
-    ImageDraw.Draw(out).text((image.width // 2, image.height + band // 2), text, fill=(40, 40, 40), font=font, anchor="mm")
-    return out
-
-
 def forward_strip(x0: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule, count: int = 8, cell: int = 128) -> Image.Image:
     """x_t at ``count`` evenly spaced t, each labelled, side by side (one batched add_noise)."""
     steps = evenly_spaced_timesteps(schedule.num_timesteps, count)
     batch = len(steps)
     x_t = add_noise(schedule, x0.expand(batch, -1, -1, -1), noise.expand(batch, -1, -1, -1), torch.tensor(steps))
-    frames = [_label(_cell(media.tensor_to_pil(x), cell), f"t={t}") for t, x in zip(steps, x_t)]
-    return media.strip([_label(_cell(media.tensor_to_pil(x0), cell), "x0")] + frames)
+    frames = [media.label(_cell(media.tensor_to_pil(x), cell), f"t={t}") for t, x in zip(steps, x_t)]
+    return media.strip([media.label(_cell(media.tensor_to_pil(x0), cell), "x0")] + frames)
 
 
 def _cell(image: Image.Image, cell: int) -> Image.Image:
@@ -101,22 +91,23 @@ def forward_gif(
     """A GIF of the whole forward process: x_0, then x_t at ``frames`` evenly spaced t."""
     steps = evenly_spaced_timesteps(schedule.num_timesteps, frames)
     cell = max(128, x0.shape[-1])
-    pictures = [_label(_cell(media.tensor_to_pil(x0), cell), "x0")]
+    pictures = [media.label(_cell(media.tensor_to_pil(x0), cell), "x0")]
     for chunk in torch.split(torch.tensor(steps), 16):  # bound memory at 256 px
         batch = len(chunk)
         x_t = add_noise(schedule, x0.expand(batch, -1, -1, -1), noise.expand(batch, -1, -1, -1), chunk)
-        pictures += [_label(_cell(media.tensor_to_pil(x), cell), f"t={int(t)}") for t, x in zip(chunk, x_t)]
+        pictures += [media.label(_cell(media.tensor_to_pil(x), cell), f"t={int(t)}") for t, x in zip(chunk, x_t)]
     return media.save_gif(pictures, path)
 
 
 def formula_markdown(level: NoiseLevel) -> str:
-    """The closed form with this t's numbers filled in, as Markdown with LaTeX."""
+    """The closed form, then this t's numbers filled in, as Markdown with LaTeX (short lines: fits a phone)."""
+    t = level.t
     snr_db = "-\\infty" if level.snr == 0 else f"{level.snr_db:+.2f}"
     return (
-        f"$$x_{{{level.t}}} = \\sqrt{{\\bar\\alpha_{{{level.t}}}}}\\,x_0 + \\sqrt{{1-\\bar\\alpha_{{{level.t}}}}}\\,\\epsilon"
-        f" = {level.sqrt_alpha_bar:.4f}\\,x_0 + {level.sqrt_one_minus_alpha_bar:.4f}\\,\\epsilon$$\n\n"
-        f"$\\beta_{{{level.t}}} = {level.beta:.5f}$, "
-        f"$\\bar\\alpha_{{{level.t}}} = {level.alpha_bar:.5f}$, "
+        f"$$x_{{{t}}} = \\sqrt{{\\bar\\alpha_{{{t}}}}}\\,x_0 + \\sqrt{{1-\\bar\\alpha_{{{t}}}}}\\,\\epsilon$$\n\n"
+        f"$$x_{{{t}}} = {level.sqrt_alpha_bar:.4f}\\,x_0 + {level.sqrt_one_minus_alpha_bar:.4f}\\,\\epsilon$$\n\n"
+        f"$\\beta_{{{t}}} = {level.beta:.5f}$, "
+        f"$\\bar\\alpha_{{{t}}} = {level.alpha_bar:.5f}$, "
         f"$\\mathrm{{SNR}} = \\bar\\alpha/(1-\\bar\\alpha) = {level.snr:.4g}$ "
         f"($= {snr_db}$ dB)"
     )

@@ -26,9 +26,10 @@ def _figure(title: str, y_title: str, num_timesteps: int, log_y: bool = False) -
         yaxis_title=y_title,
         hovermode="x unified",
         template="plotly_white",
-        height=330,
-        margin=dict(l=60, r=20, t=50, b=50),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        height=380,
+        margin=dict(l=60, r=20, t=50, b=40),
+        # under the x-axis title, so that even eight names (zero-SNR on) never cover the title
+        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0),
     )
     if log_y:
         figure.update_yaxes(type="log", exponentformat="power")
@@ -38,9 +39,10 @@ def _figure(title: str, y_title: str, num_timesteps: int, log_y: bool = False) -
 def schedule_figures(schedules: Sequence[NoiseSchedule]) -> tuple[go.Figure, go.Figure, go.Figure]:
     """beta_t, alpha_bar_t and log-SNR of each schedule, overlaid, with hover values."""
     num_timesteps = max(s.num_timesteps for s in schedules) if schedules else 1000
-    beta = _figure("β_t: the share of variance replaced by noise at step t", "β_t (log scale)", num_timesteps, log_y=True)
-    alpha_bar = _figure("ᾱ_t: how much of the image's signal is left at step t", "ᾱ_t", num_timesteps)
-    log_snr = _figure("log-SNR λ_t = log(ᾱ_t / (1 − ᾱ_t))", "λ_t (natural log)", num_timesteps)
+    # Short titles: they must fit a phone's width (the text beside the plots explains each).
+    beta = _figure("β_t: noise added at step t", "β_t (log scale)", num_timesteps, log_y=True)
+    alpha_bar = _figure("ᾱ_t: signal left at step t", "ᾱ_t", num_timesteps)
+    log_snr = _figure("λ_t = log(ᾱ_t / (1 − ᾱ_t))", "log-SNR λ_t", num_timesteps)
     for schedule in schedules:
         t = list(range(schedule.num_timesteps))
         line = dict(color=_colour(schedule.name), width=2, dash="dash" if "zero_snr" in schedule.name else "solid")
@@ -58,11 +60,13 @@ def schedule_figures(schedules: Sequence[NoiseSchedule]) -> tuple[go.Figure, go.
     return beta, alpha_bar, log_snr
 
 
-SUMMARY_HEADERS = ["schedule", "β first", "β last", "ᾱ at T/2", "ᾱ last", "SNR last (dB)", "SNR = 1 at t", "steps with ᾱ < 0.01"]
+SUMMARY_HEADERS = ["schedule", "β first", "β last", "ᾱ at T/2", "ᾱ last", "SNR last (dB)", "noise wins from t",
+                   "steps with ᾱ < 0.01"]
 
 
 def schedule_summary(schedules: Sequence[NoiseSchedule]) -> list[list]:
-    """One row of key numbers per schedule (see :data:`SUMMARY_HEADERS`)."""
+    """One row of key numbers per schedule (see :data:`SUMMARY_HEADERS`); "noise wins from t" is the first t with
+    SNR < 1 ("never" when the signal outweighs the noise to the end)."""
     rows = []
     for s in schedules:
         snr_last = float(s.snr[-1])
@@ -74,17 +78,35 @@ def schedule_summary(schedules: Sequence[NoiseSchedule]) -> list[list]:
             round(float(s.alphas_cumprod[s.num_timesteps // 2]), 4),
             float(f"{float(s.alphas_cumprod[-1]):.3g}"),
             "-inf" if snr_last == 0 else round(10 * math.log10(snr_last), 1),
-            int(below_one[0]) if len(below_one) else None,
+            int(below_one[0]) if len(below_one) else "never",
             f"{int((s.alphas_cumprod < 0.01).sum())} of {s.num_timesteps}",
         ])
     return rows
 
 
+def schedule_warnings(schedules: Sequence[NoiseSchedule]) -> list[str]:
+    """A sentence for each schedule that never reaches (nearly) pure noise: sampling would start from a level of
+    noise the model never saw in training."""
+    notes = []
+    for s in schedules:
+        last = float(s.alphas_cumprod[-1])
+        if last > 0.01:
+            notes.append(
+                f"**{s.name}** ends at ᾱ = {last:.3g} with T = {s.num_timesteps}: x_T still carries "
+                f"{math.sqrt(last):.0%} of the image's amplitude, yet sampling starts from pure noise. "
+                + ("Its β run from a fixed start to a fixed end (made for T = 1000) whatever T is, so fewer steps add "
+                   "up to less noise; " if s.name.split("+")[0] in ("linear", "scaled_linear", "sigmoid") else "")
+                + "a larger T, the cosine schedule or the zero-terminal-SNR rescale fix it.")
+    return notes
+
+
 # --- the 2-D toy lab ---
 
-AXIS = dict(range=[-4, 4], zeroline=False)
-SQUARE_Y = dict(range=[-4, 4], zeroline=False, scaleanchor="x", scaleratio=1)  # equal units: circles stay round
 POINT = dict(size=3, color="#3b5bdb", opacity=0.6)
+# Keep the given ranges and shrink the plotting area instead: with equal units (scaleanchor) plotly would otherwise
+# widen the x range to fill a wide panel, and a cloud within +-2 would fill a sixth of it.
+SQUARE_X = dict(zeroline=False, constrain="domain")
+SQUARE_Y = dict(zeroline=False, scaleanchor="x", scaleratio=1, constrain="domain")
 
 
 def _attach_frames(figure: go.Figure, frames: list[go.Frame]) -> go.Figure:
@@ -100,15 +122,30 @@ def _xy(points) -> dict:
     return dict(x=[round(v, 3) for v in points[:, 0].tolist()], y=[round(v, 3) for v in points[:, 1].tolist()])
 
 
+def frame_of(points, margin: float = 0.15, minimum: float = 1.0) -> tuple[float, float, float, float]:
+    """A square view (x0, x1, y0, y1) holding all but the most extreme 0.1% of ``points`` (n, 2), with a margin."""
+    import torch
+
+    points = torch.as_tensor(points, dtype=torch.float64)
+    low = torch.quantile(points, 0.001, dim=0)
+    high = torch.quantile(points, 0.999, dim=0)
+    centre = (low + high) / 2
+    half = max(float((high - low).max()) / 2 * (1 + margin), minimum)
+    return (float(centre[0]) - half, float(centre[0]) + half, float(centre[1]) - half, float(centre[1]) + half)
+
+
 def _play_controls(frame_names: list[str], duration_ms: int, active: int = 0) -> dict:
+    """Play/Pause buttons on one line and the frame slider on its own line under them (no overlap at any width)."""
     return dict(
-        updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.08, xanchor="left", yanchor="top",
+        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0.0, y=-0.07, xanchor="left",
+                          yanchor="top", pad=dict(t=0, r=6),
                           buttons=[dict(label="▶ Play", method="animate",
                                         args=[None, dict(frame=dict(duration=duration_ms, redraw=False),
                                                          transition=dict(duration=0), fromcurrent=active == 0)]),
                                    dict(label="❚❚ Pause", method="animate",
                                         args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")])])],
-        sliders=[dict(active=active, x=0.18, y=-0.06, len=0.8, currentvalue=dict(prefix=""),
+        sliders=[dict(active=active, x=0.0, y=-0.16, len=1.0, yanchor="top", pad=dict(t=0, b=0),
+                      currentvalue=dict(prefix="", font=dict(size=13)),
                       steps=[dict(label=name, method="animate",
                                   args=[[name], dict(frame=dict(duration=0, redraw=False), mode="immediate")])
                              for name in frame_names])],
@@ -119,8 +156,8 @@ def toy_forward_figure(frames: list, schedule: NoiseSchedule) -> go.Figure:
     """The cloud diffusing over t (left) beside alpha-bar with the current t marked (right), animated."""
     from plotly.subplots import make_subplots
 
-    figure = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.1,
-                           subplot_titles=("x_t: the cloud at step t", "ᾱ_t (the marker is the current t)"))
+    figure = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.12,
+                           subplot_titles=("x_t", "ᾱ_t (● is t)"))
     t0, x0 = frames[0]
     alpha_bar = schedule.alphas_cumprod.tolist()
     figure.add_scatter(**_xy(x0), mode="markers", marker=POINT, row=1, col=1)
@@ -129,31 +166,46 @@ def toy_forward_figure(frames: list, schedule: NoiseSchedule) -> go.Figure:
     figure.add_scatter(x=[t0], y=[alpha_bar[t0]], mode="markers", marker=dict(size=12, color="#d62728"), row=1, col=2)
     _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[0, 2], data=[
         go.Scatter(**_xy(x)), go.Scatter(x=[t], y=[alpha_bar[t]])]) for t, x in frames])
-    figure.update_layout(template="plotly_white", height=460, showlegend=False, margin=dict(l=40, r=20, t=50, b=90),
+    figure.update_layout(template="plotly_white", height=460, showlegend=False, margin=dict(l=40, r=20, t=70, b=110),
                          **_play_controls([f"t={t}" for t, _ in frames], 150))
-    figure.update_xaxes(range=[-4, 4], row=1, col=1)
-    figure.update_yaxes(range=[-4, 4], scaleanchor="x", scaleratio=1, row=1, col=1)
+    figure.update_annotations(font_size=14)
+    figure.update_xaxes(range=[-4, 4], constrain="domain", row=1, col=1)
+    figure.update_yaxes(range=[-4, 4], scaleanchor="x", scaleratio=1, constrain="domain", row=1, col=1)
     figure.update_xaxes(title_text="t", row=1, col=2)
     return figure
 
 
-def toy_reverse_figure(frames: list, trajectories, title: str) -> go.Figure:
-    """Sampling from pure noise, animated, with the whole path of a few points drawn.
+def toy_reverse_figure(frames: list, trajectories, title: str, view=None, max_path_points: int = 60) -> go.Figure:
+    """Sampling from pure noise, animated, with the paths of a few points drawn faintly under the cloud.
 
-    It opens on the result; Play runs it again from pure noise.
+    It opens on the result; Play runs it again from pure noise. ``view`` (x0, x1, y0, y1) frames the data (default:
+    the result); paths are thinned to ``max_path_points`` positions so DDPM's 1,000 jittery steps stay readable.
     """
     figure = go.Figure()
-    t0, x0 = frames[-1]
-    figure.add_scatter(**_xy(x0), mode="markers", marker=POINT, name="samples")
+    t0, result = frames[-1]
+    view = view or frame_of(result)
+    steps = trajectories.shape[0]
+    keep = sorted({round(i * (steps - 1) / max(1, max_path_points - 1)) for i in range(min(steps, max_path_points))})
     for k in range(trajectories.shape[1]):
-        path = trajectories[:, k]
+        path = trajectories[keep, k]
         figure.add_scatter(x=path[:, 0].tolist(), y=path[:, 1].tolist(), mode="lines",
-                           line=dict(width=1.5, color="rgba(214,39,40,0.75)"), name="path", showlegend=k == 0)
+                           line=dict(width=1, color="rgba(214,39,40,0.45)"), name="paths of a few points",
+                           legendgroup="path", showlegend=k == 0, hoverinfo="skip")
         figure.add_scatter(x=[float(path[-1, 0])], y=[float(path[-1, 1])], mode="markers",
-                           marker=dict(size=7, color="#d62728"), showlegend=False)
-    _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[0], data=[go.Scatter(**_xy(x))]) for t, x in frames])
-    figure.update_layout(title=title, template="plotly_white", height=480, xaxis=AXIS, yaxis=SQUARE_Y,
-                         margin=dict(l=40, r=20, t=50, b=90), legend=dict(x=0.01, y=0.99),
+                           marker=dict(size=6, color="#d62728"), legendgroup="path", showlegend=False)
+    figure.add_scatter(**_xy(result), mode="markers", marker=POINT, name="samples")
+    samples_trace = len(figure.data) - 1
+    _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[samples_trace], data=[go.Scatter(**_xy(x))])
+                            for t, x in frames])
+    x0, x1, y0, y1 = view
+    outside = int(((result[:, 0] < x0) | (result[:, 0] > x1) | (result[:, 1] < y0) | (result[:, 1] > y1)).sum())
+    if outside:
+        figure.add_annotation(text=f"{outside} point{'s' * (outside != 1)} outside this view", showarrow=False,
+                              xref="paper", yref="paper", x=1, y=1, xanchor="right", yanchor="bottom",
+                              font=dict(size=12, color="#c92a2a"))
+    figure.update_layout(title=dict(text=title, font=dict(size=15)), template="plotly_white", height=480,
+                         xaxis=dict(SQUARE_X, range=[x0, x1]), yaxis=dict(SQUARE_Y, range=[y0, y1]),
+                         margin=dict(l=40, r=20, t=50, b=110), legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.7)"),
                          **_play_controls([f"t={t}" for t, _ in frames], 120, active=len(frames) - 1))
     return figure
 
@@ -170,5 +222,18 @@ def loss_figure(losses: list[float], smoothing: float = 0.98) -> go.Figure:
     figure.add_scatter(x=steps, y=smoothed, mode="lines", name="smoothed", line=dict(color="#3b5bdb", width=2.5))
     figure.update_layout(title="Training loss", xaxis_title="step", yaxis_title="MSE", template="plotly_white",
                          height=300, margin=dict(l=50, r=20, t=50, b=40), legend=dict(x=0.75, y=0.98))
-    figure.update_yaxes(type="log")
+    figure.update_yaxes(type="log", **log_ticks(losses))
     return figure
+
+
+def log_ticks(values: Sequence[float]) -> dict:
+    """Ticks at 1, 2 and 5 times powers of ten across ``values``, written out in full (0.02, 0.05, 0.1):
+    plotly's own labels a log axis spanning under a decade with bare digits ("9 8 7 ... 2"), which read as whole
+    numbers."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if not positive:
+        return {}
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)]
+    ticks = [v for v in ticks if min(positive) / 1.5 <= v <= max(positive) * 1.5] or [10.0**low]
+    return dict(tickvals=ticks, ticktext=[f"{v:.4g}" for v in ticks])

@@ -44,18 +44,6 @@ def dataset_from_uint8(name: str, images: np.ndarray) -> Dataset:
     return Dataset(name, tensor, fingerprint, len(images))
 
 
-def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -> Image.Image:
-    """(B, 3, H, W) in [-1, 1] -> one picture, ``columns`` wide, on white."""
-    count = images.shape[0]
-    columns = columns or max(1, int(np.ceil(np.sqrt(count))))
-    rows = int(np.ceil(count / columns))
-    height, width = images.shape[-2:]
-    grid = Image.new("RGB", (columns * (width + pad) + pad, rows * (height + pad) + pad), (255, 255, 255))
-    for i, image in enumerate(images):
-        grid.paste(media.tensor_to_pil(image), (pad + (i % columns) * (width + pad), pad + (i // columns) * (height + pad)))
-    return grid
-
-
 @torch.inference_mode()
 def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str, count: int = 16, seed: int = 1234,
             steps: int = 25) -> torch.Tensor:
@@ -223,7 +211,7 @@ def run_training(
         if on_event is not None:
             on_event(event)
         if event.step % preview_every == 0 or event.step == event.total_steps:
-            grid = image_grid(preview(current.ema.model, schedule, train_config.prediction_type, preview_count))
+            grid = media.image_grid(preview(current.ema.model, schedule, train_config.prediction_type, preview_count))
             grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
                 run_dir / "samples" / f"step_{event.step:06d}.png")
         if time.perf_counter() - last_save > checkpoint_every_s:

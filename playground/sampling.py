@@ -6,20 +6,20 @@ Plain values in (a checkpoint, a sampler name, steps, how many, a seed); Steps a
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image
 
 from playground import media
 from playground.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
-from playground.diffusion import Step, iter_sample, make_sampler
+from playground.diffusion import SAMPLERS, Step, iter_sample, make_sampler
 from playground.diffusion.training import call_model
-from playground.runs import image_grid
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 MAX_IMAGES = 64
@@ -76,19 +76,98 @@ def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, 
 
 def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:
     """A square-ish grid of (B, 3, H, W) images in [-1, 1], enlarged crisply to about ``display`` px."""
-    grid = image_grid(images.clamp(-1, 1))
+    grid = media.image_grid(images.clamp(-1, 1))
     return media.zoom(grid, min_side=min(display, 8 * grid.width))
 
 
 def keep_every(steps: int, max_frames: int = 60) -> int:
-    """Stream or store one frame in this many, so long runs stay light (DDPM 1000: every 17th)."""
+    """Store one animation frame in this many, so long runs stay light (DDPM 1000: every 17th)."""
     return max(1, -(-steps // max_frames))
+
+
+def check_settings(checkpoint: Checkpoint, sampler_name: str, steps, count, eta=0.0) -> tuple[int, int, float]:
+    """Sampling settings as numbers, or ValueError with one sentence: shared by the tab, the API and the CLI."""
+    if sampler_name not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {sampler_name!r}; choose one of {', '.join(SAMPLERS)}.")
+    T = checkpoint.schedule.num_timesteps
+    try:
+        steps, count, eta = int(steps), int(count), float(eta or 0.0)
+    except (TypeError, ValueError):
+        raise ValueError("Steps and the number of images must be whole numbers, and eta a number.") from None
+    if not 1 <= steps <= T:
+        raise ValueError(f"Steps must be between 1 and T = {T} for this model; you asked for {steps}.")
+    if not 1 <= count <= MAX_IMAGES:
+        raise ValueError(f"The number of images must be between 1 and {MAX_IMAGES}; you asked for {count}.")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"DDIM's eta must be between 0 and 1; you asked for {eta}.")
+    return steps, count, eta
+
+
+def animation_frame(left: torch.Tensor, right: torch.Tensor, caption: str, display: int = 256) -> Image.Image:
+    """One animation frame: the samples beside the model's guess of x_0, captioned (e.g. "t = 873 · step 3 of 25")."""
+    pictures = media.strip([grid_picture(left, display), grid_picture(right, display)], gap=12)
+    return media.label(pictures, caption, size=18)
+
+
+@dataclass(frozen=True)
+class SamplingProgress:
+    """What a viewer shows while sampling: the step, the animation so far, and whether it has ended."""
+
+    step: Step
+    frames: list[Image.Image]  # animation frames kept so far (thinned to about 60)
+    seconds: float
+    done: bool = False  # the last step is taken: step.prev_sample is the result
+    stopped: bool = False  # stopped early by should_stop()
+
+    @property
+    def result(self) -> torch.Tensor:
+        return self.step.prev_sample
+
+
+def step_caption(step: Step) -> str:
+    return f"t = {step.t} · step {step.index + 1} of {step.num_steps}"
+
+
+def iter_sampling(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int, eta: float = 0.0,
+                  should_stop: Callable[[], bool] = lambda: False, show_every_s: float = 0.3,
+                  animate: bool = True) -> Iterator[SamplingProgress]:
+    """Sample and report: the first step, then at most one update per ``show_every_s``, then the end.
+
+    Each update's step shows x_t as the model saw it at step.t and its prediction of x_0. Animation frames are kept
+    for one step in :func:`keep_every` and the last one; the final frame shows the result. ``should_stop()`` ends
+    it early, keeping what was drawn so far.
+    """
+    every = keep_every(int(steps))
+    frames: list[Image.Image] = []
+    started = time.perf_counter()
+    shown = -math.inf
+    for step in generate(checkpoint, sampler_name, steps, count, seed, eta):
+        done = step.index == step.num_steps - 1
+        stopped = not done and should_stop()
+        if animate and (step.index % every == 0 or done or stopped):
+            frames.append(animation_frame(step.x_t, step.pred_x0, step_caption(step)))
+        now = time.perf_counter()
+        if done and animate:
+            frames.append(animation_frame(step.prev_sample, step.pred_x0, f"the result · {step.num_steps} steps"))
+        if done or stopped or now - shown >= show_every_s:
+            shown = now
+            yield SamplingProgress(step, frames, now - started, done, stopped)
+        if stopped:
+            return
+
+
+def save_animation(frames: list[Image.Image], stem: str | os.PathLike) -> list[Path]:
+    """The animation as STEM.gif and, with PyAV, STEM.mp4 (atomic writes)."""
+    stem = Path(stem)
+    written = [media.save_gif(frames, stem.with_suffix(".gif"), duration_ms=70)]
+    mp4 = media.save_mp4(frames, stem.with_suffix(".mp4"))
+    return written + ([mp4] if mp4 is not None else [])
 
 
 @dataclass(frozen=True)
 class SampleResult:
     images: torch.Tensor  # (B, 3, H, W) in [-1, 1]
-    frames: list[Image.Image]  # x_t grid | pred x_0 grid, thinned
+    frames: list[Image.Image]  # x_t grid | pred x_0 grid, thinned, captioned
     seconds: float
 
 
@@ -98,26 +177,17 @@ def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count
     """Sample and write OUT/sample_000.png..., OUT/grid.png, and optionally the animation as GIF and MP4."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    every = keep_every(int(steps))
-    frames: list[Image.Image] = []
-    started = time.perf_counter()
-    result = None
-    for step in generate(checkpoint, sampler_name, steps, count, seed, eta):
-        result = step.prev_sample
-        if (gif or mp4) and (step.index % every == 0 or step.index == step.num_steps - 1):
-            frames.append(side_by_side(step.prev_sample, step.pred_x0))
-    seconds = time.perf_counter() - started
-    images = result.clamp(-1, 1)
+    if mp4 and not media.mp4_available():
+        raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
+    for progress in iter_sampling(checkpoint, sampler_name, steps, count, seed, eta, show_every_s=math.inf,
+                                  animate=bool(gif or mp4)):
+        pass
+    images = progress.result.clamp(-1, 1)
     for i, image in enumerate(images):
         media.tensor_to_pil(image).save(out_dir / f"sample_{i:03d}.png")
-    image_grid(images).save(out_dir / "grid.png")
+    media.image_grid(images).save(out_dir / "grid.png")
     if gif:
-        media.save_gif(frames, gif, duration_ms=70)
-    if mp4 and media.save_mp4(frames, mp4) is None:
-        raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
-    return SampleResult(images, frames, seconds)
-
-
-def side_by_side(x_t: torch.Tensor, pred_x0: torch.Tensor, display: int = 384) -> Image.Image:
-    """One animation frame: the samples so far beside the model's current guess of x_0."""
-    return media.strip([grid_picture(x_t, display), grid_picture(pred_x0, display)], gap=12)
+        media.save_gif(progress.frames, gif, duration_ms=70)
+    if mp4:
+        media.save_mp4(progress.frames, mp4)
+    return SampleResult(images, progress.frames, progress.seconds)

@@ -25,7 +25,9 @@ from PIL import Image  # noqa: E402
 
 from playground import finetune  # noqa: E402
 from playground.checkpoints import load_checkpoint  # noqa: E402
-from playground.runs import dataset_from_uint8, image_grid  # noqa: E402
+from playground.media import image_grid  # noqa: E402
+from playground.memorisation import memorisation_meter  # noqa: E402
+from playground.runs import dataset_from_uint8  # noqa: E402
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg"]
 
@@ -62,7 +64,6 @@ def main() -> None:
     before_samples = finetune.prior_images(base, count=12, seed=7, steps=25)
     after_samples = finetune.prior_images(after, count=12, seed=7, steps=25)
     training = dataset_from_uint8("", array).images
-    _, distances = finetune.nearest_training_images(after_samples, training)
     rows = [image_grid(training, columns=12), image_grid(before_samples, columns=12), image_grid(after_samples, columns=12)]
     figure = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
     y = 0
@@ -73,7 +74,7 @@ def main() -> None:
     figure.save(ROOT / "docs" / "finetune.png")
     print(f"{args.preset}: {config.steps} steps of {config.batch_size} in {seconds:.0f} s "
           f"({torch.get_num_threads()} threads), photos to trained model")
-    print("memorisation meter: " + finetune.memorisation_reading(distances, training))
+    print("memorisation meter: " + memorisation_meter(after_samples, training).sentence())
     print(f"wrote {ROOT / 'docs' / 'finetune.png'} (rows: the photos as trained on, base samples, fine-tuned samples)")
 
 

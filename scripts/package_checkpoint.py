@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 
 from playground.checkpoints import load_checkpoint  # noqa: E402
-from playground.runs import image_grid, model_card, preview  # noqa: E402
+from playground.media import image_grid  # noqa: E402
+from playground.runs import model_card, preview  # noqa: E402
 
 
 def main() -> None:

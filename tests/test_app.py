@@ -130,7 +130,9 @@ def test_zero_terminal_snr_last_step_is_pure_noise_and_valid_json(client, files)
 
 
 def test_schedule_endpoint_plots_every_chosen_schedule(client):
-    beta, alpha_bar, log_snr, summary = client.predict(["linear", "cosine", "sigmoid"], 500, True, api_name="/schedule")
+    beta, alpha_bar, log_snr, summary, notes = client.predict(["linear", "cosine", "sigmoid"], 500, True,
+                                                              api_name="/schedule")
+    assert notes == ""  # every schedule reaches (nearly) pure noise at T = 500
     for figure in (beta, alpha_bar, log_snr):
         traces = json.loads(figure["plot"])["data"]
         assert [t["name"] for t in traces] == ["linear", "cosine", "sigmoid",
@@ -141,6 +143,8 @@ def test_schedule_endpoint_plots_every_chosen_schedule(client):
     assert [row[0] for row in summary["data"]][:3] == ["linear", "cosine", "sigmoid"]
     with pytest.raises(AppError, match="'nope'.*not in the list of choices"):
         client.predict(["linear", "nope"], 500, False, api_name="/schedule")
+    *_, summary, notes = client.predict(["linear"], 100, False, api_name="/schedule")
+    assert "linear** ends at ᾱ = 0.364 with T = 100" in notes
 
 
 def test_gif_of_the_forward_process(client, files):
@@ -153,7 +157,7 @@ def test_gif_of_the_forward_process(client, files):
 
 
 def test_toy_lab_through_the_api(client, files):
-    forward = client.predict("moons", None, "linear", api_name="/toy_data")
+    forward, *_ = client.predict("moons", None, "linear", api_name="/toy_data")
     frames = json.loads(forward["plot"])["layout"]["meta"]["playground_frames"]
     assert len(frames) == 25 and frames[0]["name"] == "t=0" and frames[-1]["name"] == "t=999"
     loss, status = client.predict("linear", 600, api_name="/toy_train")
@@ -164,7 +168,7 @@ def test_toy_lab_through_the_api(client, files):
     assert "Energy distance" in verdict
     assert len(json.loads(reverse["plot"])["layout"]["meta"]["playground_frames"]) == 26
     table = client.predict(0, api_name="/toy_compare")
-    assert [row[0] for row in table["data"]] == ["ddpm", "ddim", "dpmpp", "Gaussian fitted to the data"]
+    assert [row[0] for row in table["data"]] == ["DDPM", "DDIM", "DPM-Solver++(2M)", "Gaussian fitted to the data"]
     with pytest.raises(AppError, match="not an image"):
         client.predict("your drawing", handle_file(str(files["notes.txt"])), "linear", api_name="/toy_data")
 
@@ -175,25 +179,42 @@ def test_toy_sample_before_training_says_what_to_do(client):
         fresh.predict("dpmpp", 20, 0, api_name="/toy_sample")
 
 
-def test_sample_streams_every_frame_then_the_gif(client):
+def test_sample_streams_the_steps_then_the_animation(client):
     from playground.sampling import available_checkpoints
 
     path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
     job = client.submit(path, "ddim", 12, 4, 3, 0.0, api_name="/sample")
-    outputs = list(job)  # every streamed update
-    assert len(outputs) >= 12  # one per step (12 steps, none thinned) and the final one with the GIF
+    outputs = list(job)  # every streamed update: the first step at once, then at most a few a second, then the end
     statuses = [out[2] for out in outputs]
-    assert statuses[0].startswith("Step 1 of 12") and statuses[-1].startswith("Done: 4 images")
-    frames = [np.asarray(Image.open(out[0])) for out in outputs[:-1]]
-    assert any(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # the pictures change
-    gif, mp4 = outputs[-1][3]
+    assert statuses[0].startswith("Step 1 of 12 · t = ") and statuses[-1].startswith("Done: 4 images")
+    first, last = (np.asarray(Image.open(out[0])) for out in (outputs[0], outputs[-1]))
+    assert not np.array_equal(first, last)  # noise then the result
+    shown, files = outputs[-1][3], outputs[-1][4]
+    gif, mp4 = files
+    assert shown == gif
     with Image.open(gif) as picture:
-        assert picture.n_frames == 12
+        assert picture.n_frames == 13  # every step, then the result
     import av
 
     with av.open(mp4) as video:
         assert video.streams.video[0].codec_context.name == "h264"
-        assert sum(1 for _ in video.decode(video=0)) >= 12
+        assert sum(1 for _ in video.decode(video=0)) >= 13
+
+
+def test_sample_stop_keeps_the_animation_so_far(client):
+    from playground.sampling import available_checkpoints
+
+    session = Client(client.src, verbose=False)
+    path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
+    assert session.predict(api_name="/sample_stop") == "Nothing is sampling in this session."
+    job = session.submit(path, "ddpm", 1000, 64, 3, 0.0, api_name="/sample")
+    while not job.outputs():
+        time.sleep(0.05)
+    assert session.predict(api_name="/sample_stop").startswith("Stopping")
+    *_, status, shown, files = job.result()
+    assert status.startswith("Stopped at step ") and "The animation so far has" in status
+    with Image.open(shown) as picture:
+        assert 1 <= picture.n_frames < 60
 
 
 def test_sample_refuses_bad_settings_with_a_sentence(client):

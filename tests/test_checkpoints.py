@@ -76,7 +76,7 @@ def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
     from PIL import Image
 
     with Image.open(tmp_path / "a.gif") as gif:
-        assert gif.n_frames == 8
+        assert gif.n_frames == 9  # every step, then the result
     import av
 
     with av.open(str(tmp_path / "a.mp4")) as video:

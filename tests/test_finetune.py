@@ -150,19 +150,6 @@ def test_from_scratch_builds_the_default_network(tmp_path, six_photos):
     assert json.loads((run / "checkpoint" / "unet" / "config.json").read_text())["sample_size"] == 32
 
 
-# --- the memorisation meter ---
-
-def test_meter_calls_copies_copies_and_noise_new():
-    photos = torch.rand(6, 3, 8, 8) * 2 - 1
-    index, distances = finetune.nearest_training_images(photos[[4, 1, 1]], photos)
-    assert index.tolist() == [4, 1, 1] and torch.allclose(distances, torch.zeros(3), atol=1e-4)
-    assert finetune.memorisation_reading(distances, photos).startswith("Close copies")
-    others = torch.rand(8, 3, 8, 8) * 2 - 1
-    _, far = finetune.nearest_training_images(others, photos)
-    assert (far > finetune.copy_threshold(photos)).all()
-    assert finetune.memorisation_reading(far, photos).startswith("New images")
-
-
 # --- the result ---
 
 @pytest.mark.parametrize("text, name", [("My Dog!!", "my-dog"), ("../../etc/passwd", "etc-passwd"), ("", "my-model"),

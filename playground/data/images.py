@@ -9,6 +9,7 @@ Files too big, too many pixels (decompression bombs), empty, truncated or not im
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -58,9 +59,12 @@ def load_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Im
             image.load()
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow refuses before we see the size; its message has the pixel count ("Image size (N pixels) ...").
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"is {int(found.group(1)) / 1e6:,.0f} megapixels" if found else "has too many pixels"
         raise ImageError(
-            f"{name!r} has too many pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels. Please downscale it first."
+            f"{name!r} {size}; the limit is {MAX_PIXELS // 1_000_000} megapixels. Please downscale it first."
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{name!r} is not an image we can read; please upload a {FORMATS} file.") from None

@@ -14,6 +14,11 @@ TITLE = "Diffusion Playground"
 # Small images are shown enlarged; keep their pixels square and sharp instead of blurred.
 CSS = """
 .pixelated img { image-rendering: pixelated; }
+/* Pictures that belong together stay side by side on a narrow screen. */
+.side-by-side { flex-wrap: nowrap !important; gap: 6px !important; }
+.side-by-side > * { min-width: 0 !important; }
+/* Formulas never push the page sideways. */
+.katex-display { overflow-x: auto; overflow-y: hidden; }
 """
 
 
@@ -43,7 +48,8 @@ def build_app() -> gr.Blocks:
     # Gradio's own cached outputs (every x_t picture) are swept every 10 minutes once older than an hour.
     with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\nSee how denoising diffusion models work, one tab at a time.")
-        with gr.Tabs():
+        # On a phone the tab names wrap onto a second row rather than hiding behind a "..." menu.
+        with gr.Tabs(overflow_behavior="wrap"):
             with gr.Tab("Forward", id="forward"):
                 forward.build(demo)
             with gr.Tab("Schedule", id="schedule"):

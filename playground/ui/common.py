@@ -15,19 +15,34 @@ from playground.diffusion.schedules import get_schedule
 MAX_SEED = 2**63 - 1
 
 
+def problem(message: str, title: str = "Please check this") -> gr.Error:
+    """The browser's toast for bad input: our title, one sentence, and no traceback in the server log (it is
+    expected, not a bug)."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def bad_file(message: str) -> gr.Error:
+    return problem(message, title="That file can't be used")
+
+
+def session_key(request: gr.Request | None) -> str:
+    """This browser session's key (the command line and bare API calls without one share "cli")."""
+    return getattr(request, "session_hash", None) or "cli"
+
+
 def check_timesteps(num_timesteps) -> int:
     try:
         value = int(num_timesteps)
     except (TypeError, ValueError):
-        raise gr.Error(f"T must be a whole number between {MIN_TIMESTEPS} and {MAX_TIMESTEPS}.") from None
+        raise problem(f"T must be a whole number between {MIN_TIMESTEPS} and {MAX_TIMESTEPS}.") from None
     if not MIN_TIMESTEPS <= value <= MAX_TIMESTEPS:
-        raise gr.Error(f"T must be between {MIN_TIMESTEPS} and {MAX_TIMESTEPS}; you asked for {value}.")
+        raise problem(f"T must be between {MIN_TIMESTEPS} and {MAX_TIMESTEPS}; you asked for {value}.")
     return value
 
 
 def get_checked_schedule(name: str, num_timesteps, zero_snr: bool = False) -> NoiseSchedule:
     if name not in BETA_SCHEDULES:
-        raise gr.Error(f"Unknown schedule {name!r}; choose one of {', '.join(BETA_SCHEDULES)}.")
+        raise problem(f"Unknown schedule {name!r}; choose one of {', '.join(BETA_SCHEDULES)}.")
     return get_schedule(name, check_timesteps(num_timesteps), bool(zero_snr))
 
 
@@ -35,9 +50,9 @@ def check_seed(seed) -> int:
     try:
         value = int(seed)
     except (TypeError, ValueError):
-        raise gr.Error("The seed must be a whole number, such as 0 or 1234.") from None
+        raise problem("The seed must be a whole number, such as 0 or 1234.") from None
     if not 0 <= value <= MAX_SEED:
-        raise gr.Error(f"The seed must be between 0 and {MAX_SEED}.")
+        raise problem(f"The seed must be between 0 and {MAX_SEED}.")
     return value
 
 
@@ -63,6 +78,11 @@ def model_label(checkpoint: Path) -> str:
     except (OSError, ValueError):
         name = None
     return f"{name or checkpoint.parent.name} (yours)"
+
+
+def model_label_for(path: str | None, request: gr.Request | None) -> str:
+    """The name a model is listed under (a trained model's own name, not its folder's)."""
+    return next((label for label, value in model_choices(request) if value == str(path)), Path(path or "").name)
 
 
 def model_choices(request: gr.Request | None) -> list[tuple[str, str]]:

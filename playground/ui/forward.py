@@ -22,12 +22,12 @@ from playground.noising import (
     make_noise,
     noise_photo,
 )
-from playground.ui.common import check_seed, get_checked_schedule
+from playground.ui.common import bad_file, check_seed, get_checked_schedule, problem
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
 DEFAULT_EXAMPLE = str(EXAMPLES_DIR / "landscape.png")
-SHOWING_EXAMPLE = "*Showing the example landscape: drop your own photo on the left, or pick another example.*"
+SHOWING_EXAMPLE = "*Showing the example landscape: drop your own photo into \"Your photo\", or pick another example.*"
 
 INTRO = """
 The **forward process** blends a photo with Gaussian noise. At timestep *t* it has a closed form,
@@ -44,9 +44,9 @@ def _noised(photo, schedule_name, num_timesteps, t, seed, resolution, zero_snr):
     try:
         x0 = load_x0(photo or DEFAULT_EXAMPLE, int(resolution))
     except ImageError as error:
-        raise gr.Error(str(error), title="That file can't be used") from None
+        raise bad_file(str(error)) from None
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise problem(str(error)) from None
     t = min(max(int(t), 0), schedule.num_timesteps - 1)  # a T change can race the slider: clamp
     noised = noise_photo(x0, schedule, t, seed)
     caption = formula_markdown(noised.level) + ("" if photo else "\n\n" + SHOWING_EXAMPLE)
@@ -93,7 +93,7 @@ def noise_gif(
     try:
         x0 = load_x0(photo, int(resolution))
     except ImageError as error:
-        raise gr.Error(str(error), title="That file can't be used") from None
+        raise bad_file(str(error)) from None
     workdir.remove_stale()
     folder = workdir.session_dir(getattr(request, "session_hash", None))
     path = folder / f"forward-{schedule.name}-T{schedule.num_timesteps}-{uuid.uuid4().hex[:8]}.gif"
@@ -103,13 +103,26 @@ def noise_gif(
     return str(path), str(path)
 
 
-def t_range(num_timesteps: int, t: int):
-    """Keep the t slider inside 0..T-1 when T changes."""
+def t_range(num_timesteps: int, t: int, previous_T: int | None):
+    """When T changes, keep t at the same fraction of the way (t = 250 of 1000 becomes 12 of 50), inside 0..T-1."""
     try:
-        last = int(num_timesteps) - 1
+        last, t = int(num_timesteps) - 1, int(t)
     except (TypeError, ValueError):
-        return gr.Slider()
-    return gr.Slider(maximum=max(last, 1), value=min(int(t), last))
+        return gr.Slider(), gr.skip()
+    previous_last = int(previous_T or 1000) - 1
+    scaled = round(t / max(previous_last, 1) * last)
+    return gr.Slider(maximum=max(last, 1), value=min(max(scaled, 0), last)), int(num_timesteps)
+
+
+def keep_good_photo(photo: str | None, last_good: str | None, resolution: int):
+    """After a refused upload, put the last good photo back in the box, so the box and the pictures agree."""
+    if not photo:
+        return gr.skip(), None
+    try:
+        load_x0(photo, int(resolution))
+    except (ImageError, ValueError, OSError):
+        return last_good, gr.skip()
+    return gr.skip(), photo
 
 
 def build(demo: gr.Blocks) -> None:
@@ -129,24 +142,27 @@ def build(demo: gr.Blocks) -> None:
             gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo],
                         label="Examples (drawn by our code; the dog is Noto Color Emoji, OFL 1.1)")
             schedule = gr.Dropdown(list(BETA_SCHEDULES), value="linear", label="Schedule", elem_id="forward-schedule")
-            num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)")
-            t = gr.Slider(0, 999, value=250, step=1, label="t (timestep)", elem_id="forward-t")
+            num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)",
+                                      elem_id="forward-T")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="Seed for eps", minimum=0)
                 resolution = gr.Radio(list(RESOLUTIONS), value=128, label="Working resolution (px)")
             zero_snr = gr.Checkbox(False, label="Rescale to zero terminal SNR (Lin et al. 2024)")
         with gr.Column(scale=2):
-            with gr.Row():
-                x0 = gr.Image(label="x₀ (centre-cropped)", format="png", interactive=False,
-                              elem_classes=["pixelated"], elem_id="forward-x0")
+            with gr.Row(elem_classes=["side-by-side"]):
+                x0 = gr.Image(label="x₀", format="png", interactive=False,
+                              elem_classes=["pixelated"], elem_id="forward-x0", min_width=90)
                 x_t = gr.Image(label="x_t", format="png", interactive=False,
-                               elem_classes=["pixelated"], elem_id="forward-xt")
-                eps = gr.Image(label="ε (noise)", format="png", interactive=False,
-                               elem_classes=["pixelated"], elem_id="forward-eps")
+                               elem_classes=["pixelated"], elem_id="forward-xt", min_width=90)
+                eps = gr.Image(label="ε", format="png", interactive=False,
+                               elem_classes=["pixelated"], elem_id="forward-eps", min_width=90)
+            # right under the pictures, so moving t never scrolls x_t out of view (on a phone too)
+            t = gr.Slider(0, 999, value=250, step=1, label="t (timestep): slide it and watch x_t", elem_id="forward-t")
             formula = gr.Markdown("", latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                                               {"left": "$", "right": "$", "display": False}],
                                   elem_id="forward-formula")
-            gr.Markdown("ε is shown from −3σ (black) to +3σ (white); x_t is clipped to the picture's range. "
+            gr.Markdown("x₀ is your photo, centre-cropped; ε is the noise, shown from −3σ (black) to +3σ (white); "
+                        "x_t is clipped to the picture's range. "
                         "Below: the same photo and noise at evenly spaced t, from x₀ to the last step.")
             strip = gr.Image(show_label=False, format="png", interactive=False, height=180,
                              elem_classes=["pixelated"], elem_id="forward-strip", buttons=["download", "fullscreen"])
@@ -160,14 +176,17 @@ def build(demo: gr.Blocks) -> None:
 
     inputs = [photo, schedule, num_timesteps, t, seed, resolution, zero_snr]
     outputs = [x0, x_t, eps, formula, strip, numbers]
-    num_timesteps.change(t_range, [num_timesteps, t], [t], api_name="noise_t_range",
-                         api_visibility="undocumented", queue=False)
+    previous_T, last_good = gr.State(1000), gr.State(None)
+    num_timesteps.change(t_range, [num_timesteps, t, previous_T], [t, previous_T], api_name="noise_t_range",
+                         api_visibility="undocumented", queue=False).then(
+        noise, inputs, outputs, show_progress="hidden", concurrency_limit=4, api_name="noise_after_T",
+        api_visibility="private")
     gr.on(
-        triggers=[demo.load, photo.change, schedule.change, num_timesteps.change, seed.change,
-                  resolution.change, zero_snr.change],
+        triggers=[demo.load, photo.change, schedule.change, seed.change, resolution.change, zero_snr.change],
         fn=noise, inputs=inputs, outputs=outputs, api_name="noise",
         trigger_mode="always_last", show_progress="hidden", concurrency_limit=4,
-    )
+    ).then(keep_good_photo, [photo, last_good, resolution], [photo, last_good], api_name="noise_keep_good_photo",
+           api_visibility="private", queue=False)
     t.change(noise_step, inputs, [x_t, formula, numbers], api_name="noise_step",
              trigger_mode="always_last", show_progress="hidden", concurrency_limit=4)
     gif_button.click(noise_gif, [photo, schedule, num_timesteps, seed, resolution, zero_snr], [gif, gif_file],

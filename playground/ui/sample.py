@@ -10,26 +10,29 @@ import gradio as gr
 
 from playground import workdir
 from playground.checkpoints import CheckpointError
-from playground.diffusion import SAMPLERS
+from playground.jobs import JobBusy, JobRegistry
 from playground.sampling import (
     MAX_IMAGES,
     available_checkpoints,
+    check_settings,
     generate,
     get_checkpoint,
     grid_picture,
-    keep_every,
-    side_by_side,
+    iter_sampling,
+    save_animation,
 )
-from playground.media import save_gif, save_mp4
-from playground.ui.common import allowed_model, check_seed
+from playground.ui.common import allowed_model, check_seed, model_label_for, problem, session_key
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
 COMPARE = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
 COMPARE_IMAGES = 4
 
+JOBS = JobRegistry("sampling")
+
 INTRO = """
-A trained model starts from pure Gaussian noise x_T and removes a little of it at each step. On the left, the
-samples x_t as they are at each step; on the right, the model's current guess of the finished images (x̂₀).
+A trained model starts from pure Gaussian noise x_T and removes a little of it at each step. Watch both pictures
+as it runs: **x_t**, the samples as the model sees them at step t, and **x̂₀**, the model's current guess of the
+finished images from them.
 **DDPM** adds fresh noise at every step and needs many; **DDIM** is deterministic and needs far fewer;
 **DPM-Solver++** takes second-order steps and looks finished after about 20.
 """
@@ -41,14 +44,14 @@ def checkpoint_choices() -> list[tuple[str, str]]:
 
 def _checkpoint(path: str | None, request: gr.Request | None = None):
     if not path:
-        raise gr.Error("No model is installed yet: checkpoints/ has none. Train one in the Train tab or with "
-                       "`python -m playground train`.")
+        raise problem("No model is installed yet: checkpoints/ has none. Train one in the Train tab or with "
+                      "`python -m playground train`.")
     if not allowed_model(path, request):
-        raise gr.Error("That checkpoint is not available here; pick one from the list.")
+        raise problem("That model is not available here; pick one from the list.")
     try:
         return get_checkpoint(path)
     except CheckpointError as error:
-        raise gr.Error(str(error)) from None
+        raise problem(str(error), title="That model can't be used") from None
 
 
 def checkpoint_info(path: str | None, request: gr.Request) -> str:
@@ -58,7 +61,7 @@ def checkpoint_info(path: str | None, request: gr.Request) -> str:
     checkpoint = _checkpoint(path, request)
     info = checkpoint.info
     data = info.get("data", {})
-    parts = [f"**{checkpoint.name}**: {checkpoint.resolution}×{checkpoint.resolution} px, "
+    parts = [f"**{model_label_for(path, request)}**: {checkpoint.resolution}×{checkpoint.resolution} px, "
              f"{sum(p.numel() for p in checkpoint.unet.parameters()) / 1e6:.1f} M parameters, "
              f"{checkpoint.schedule.name} schedule (T = {checkpoint.schedule.num_timesteps}), "
              f"predicts {checkpoint.prediction_type}."]
@@ -77,36 +80,47 @@ def steps_range(path: str | None, steps: int, request: gr.Request):
 
 def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, eta: float,
            request: gr.Request, progress=gr.Progress()):
-    """Stream the reverse process: x_t grid, predicted-x_0 grid and status; finally the GIF."""
+    """Stream the reverse process: x_t and predicted-x_0 grids and the status; at the end, the animation."""
     checkpoint = _checkpoint(path, request)
-    if sampler not in SAMPLERS:
-        raise gr.Error(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
-    T = checkpoint.schedule.num_timesteps
-    steps, count, seed = int(steps), int(count), check_seed(seed)
-    if not 1 <= steps <= T:
-        raise gr.Error(f"Steps must be between 1 and T = {T} for this model.")
-    if not 1 <= count <= MAX_IMAGES:
-        raise gr.Error(f"The number of images must be between 1 and {MAX_IMAGES}.")
-    every = keep_every(steps)
-    frames, started = [], time.perf_counter()
-    for step in generate(checkpoint, sampler, steps, count, seed, eta=float(eta or 0.0)):
-        last = step.index == step.num_steps - 1
-        progress((step.index + 1) / step.num_steps, desc=f"{SAMPLER_LABELS[sampler]}: step {step.index + 1}/{steps}")
-        if step.index % every == 0 or last:
-            frames.append(side_by_side(step.prev_sample, step.pred_x0))
-            status = (f"Step {step.index + 1} of {steps} · t = {step.t} · "
-                      f"{time.perf_counter() - started:.1f} s")
-            yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, None
-    seconds = time.perf_counter() - started
-    folder = workdir.session_dir(getattr(request, "session_hash", None))
-    stem = folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}"
-    files = [str(save_gif(frames, stem.with_suffix(".gif"), duration_ms=70))]
-    mp4 = save_mp4(frames, stem.with_suffix(".mp4"))
-    if mp4 is not None:
-        files.append(str(mp4))
-    status = (f"Done: {count} images, {SAMPLER_LABELS[sampler]} {steps} steps in {seconds:.1f} s "
-              f"({count / seconds:.1f} images/s). The animation has {len(frames)} frames.")
-    yield grid_picture(step.prev_sample), grid_picture(step.pred_x0), status, files
+    try:
+        steps, count, eta = check_settings(checkpoint, sampler, steps, count, eta)
+    except ValueError as error:
+        raise problem(str(error)) from None
+    seed = check_seed(seed)
+    key = session_key(request)
+    try:
+        with JOBS.run(key) as job:
+            for update in iter_sampling(checkpoint, sampler, steps, count, seed, eta, should_stop=job.stop.is_set):
+                step = update.step
+                progress((step.index + 1, step.num_steps), desc=f"{SAMPLER_LABELS[sampler]} · t = {step.t}",
+                         unit="steps")
+                if not (update.done or update.stopped):
+                    status = f"Step {step.index + 1} of {steps} · t = {step.t} · {update.seconds:.1f} s"
+                    yield grid_picture(step.x_t), grid_picture(step.pred_x0), status, gr.skip(), gr.skip()
+    except JobBusy as error:
+        raise problem(str(error)) from None
+    folder = workdir.session_dir(key)
+    files = save_animation(update.frames, folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}")
+    label = SAMPLER_LABELS[sampler]
+    if update.stopped:
+        status = (f"Stopped at step {step.index + 1} of {steps} (t = {step.t}) after {update.seconds:.1f} s: the "
+                  f"samples x_t as they were and the model's guess x̂₀ from them. The animation so far "
+                  f"has {len(update.frames)} frames.")
+        yield grid_picture(step.x_t), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files]
+        return
+    status = (f"Done: {count} images, {label} {steps} steps in {update.seconds:.1f} s "
+              f"({count / update.seconds:.1f} images/s). The animation has {len(update.frames)} frames.")
+    yield grid_picture(update.result), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files]
+
+
+def prepare(request: gr.Request) -> None:
+    JOBS.prepare(session_key(request))
+
+
+def stop(request: gr.Request) -> str:
+    if JOBS.stop(session_key(request)):
+        return "Stopping after this step…"
+    return "Nothing is sampling in this session."
 
 
 def compare(path: str | None, seed: int, request: gr.Request, progress=gr.Progress()):
@@ -149,13 +163,17 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
                 stop_button = gr.Button("Stop", elem_id="sample-stop")
         with gr.Column(scale=3):
             status = gr.Markdown("Press Generate.", elem_id="sample-status")
-            with gr.Row():
-                x_t = gr.Image(label="x_t: the samples at this step", format="png", interactive=False,
-                               elem_classes=["pixelated"], elem_id="sample-xt")
-                pred_x0 = gr.Image(label="x̂₀: the model's guess of the result", format="png", interactive=False,
-                                   elem_classes=["pixelated"], elem_id="sample-x0")
-            gif = gr.File(label="The animation: GIF and MP4, one frame per step (thinned for long runs)",
-                          file_count="multiple", interactive=False, elem_id="sample-gif")
+            with gr.Row(elem_classes=["side-by-side"]):
+                x_t = gr.Image(label="x_t", format="png", interactive=False,
+                               elem_classes=["pixelated"], elem_id="sample-xt", min_width=140)
+                pred_x0 = gr.Image(label="x̂₀ (predicted)", format="png", interactive=False,
+                                   elem_classes=["pixelated"], elem_id="sample-x0", min_width=140)
+            with gr.Accordion("The animation (when it ends or you stop it)", open=True):
+                with gr.Row():
+                    animation = gr.Image(label="Animation: x_t | x̂₀",
+                                         interactive=False, elem_id="sample-animation", height=220, min_width=200)
+                    gif = gr.File(label="Download: GIF and MP4 (about 60 frames)", file_count="multiple",
+                                  interactive=False, elem_id="sample-gif", min_width=200)
     with gr.Accordion("Compare samplers: the same noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20", open=False):
         compare_button = gr.Button(f"Compare ({COMPARE_IMAGES} images; DDPM 1000 takes a while on a CPU)",
                                    elem_id="sample-compare")
@@ -168,9 +186,11 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
     checkpoint.change(steps_range, [checkpoint, steps], [steps], api_name="sample_steps_range",
                       api_visibility="undocumented")
     dice.click(lambda: random.randint(0, 2**31 - 1), None, [seed], api_name="sample_random_seed", queue=False)
-    generating = go_button.click(sample, [checkpoint, sampler, steps, count, seed, eta], [x_t, pred_x0, status, gif],
-                                 api_name="sample", concurrency_limit=1, concurrency_id="heavy")
-    stop_button.click(lambda: "Stopped.", None, [status], cancels=[generating], api_name="sample_stop", queue=False)
+    # Prepare a fresh job (clearing an old Stop) before the work queues, so a Stop pressed while it waits counts.
+    go_button.click(prepare, None, None, queue=False, api_name="sample_prepare", api_visibility="private").then(
+        sample, [checkpoint, sampler, steps, count, seed, eta], [x_t, pred_x0, status, animation, gif],
+        api_name="sample", concurrency_limit=1, concurrency_id="heavy", show_progress_on=[status])
+    stop_button.click(stop, None, [status], api_name="sample_stop", queue=False)
     compare_button.click(compare, [checkpoint, seed], [*pictures, table], api_name="sample_compare",
                          concurrency_limit=1, concurrency_id="heavy")
     return checkpoint

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.diffusion import BETA_SCHEDULES
-from playground.plots import SUMMARY_HEADERS, schedule_figures, schedule_summary
-from playground.ui.common import check_timesteps, get_checked_schedule
+from playground.plots import SUMMARY_HEADERS, schedule_figures, schedule_summary, schedule_warnings
+from playground.ui.common import check_timesteps, get_checked_schedule, problem
 
 EXPLAIN = """
 **β_t** is the share of the variance replaced by fresh noise at step *t*.
@@ -31,14 +31,15 @@ def schedule(names: list[str], num_timesteps: int, zero_snr: bool):
     names = list(names or [])
     unknown = [n for n in names if n not in BETA_SCHEDULES]
     if unknown:
-        raise gr.Error(f"Unknown schedule {unknown[0]!r}; choose from {', '.join(BETA_SCHEDULES)}.")
+        raise problem(f"Unknown schedule {unknown[0]!r}; choose from {', '.join(BETA_SCHEDULES)}.")
     if not names:
         gr.Warning("Pick at least one schedule to plot.")
     schedules = [get_checked_schedule(n, num_timesteps) for n in names]
     if zero_snr:
         schedules += [get_checked_schedule(n, num_timesteps, True) for n in names]
     beta, alpha_bar, log_snr = schedule_figures(schedules)
-    return beta, alpha_bar, log_snr, schedule_summary(schedules)
+    notes = "\n\n".join(f"⚠️ {note}" for note in schedule_warnings(schedules))
+    return beta, alpha_bar, log_snr, schedule_summary(schedules), notes
 
 
 def build(demo: gr.Blocks) -> None:
@@ -46,7 +47,8 @@ def build(demo: gr.Blocks) -> None:
     with gr.Row():
         names = gr.CheckboxGroup(list(BETA_SCHEDULES), value=["linear", "cosine"], label="Schedules",
                                  elem_id="schedule-names", scale=2)
-        num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)", scale=2)
+        num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)", scale=2,
+                                  elem_id="schedule-T")
         zero_snr = gr.Checkbox(False, label="Also show each rescaled to zero terminal SNR (dashed)", scale=1)
     with gr.Row():
         alpha_bar = gr.Plot(label="alpha-bar", elem_id="schedule-alpha-bar")
@@ -55,9 +57,14 @@ def build(demo: gr.Blocks) -> None:
         beta = gr.Plot(label="beta", elem_id="schedule-beta")
         with gr.Column():
             gr.Markdown(EXPLAIN)
-    summary = gr.Dataframe(headers=SUMMARY_HEADERS, label="At a glance", interactive=False, wrap=True)
+    summary = gr.Dataframe(headers=SUMMARY_HEADERS, label="At a glance", interactive=False, wrap=True,
+                           elem_id="schedule-summary")
+    gr.Markdown("*Noise wins from t*: the first step where the noise outweighs the signal (SNR < 1); *never* means "
+                "the image is never mostly noise.")
+    notes = gr.Markdown(elem_id="schedule-notes")
+    # .change covers a drag, a typed value + Enter and a click on the track; always_last keeps a drag light.
     gr.on(
-        triggers=[demo.load, names.change, num_timesteps.release, zero_snr.change],
-        fn=schedule, inputs=[names, num_timesteps, zero_snr], outputs=[beta, alpha_bar, log_snr, summary],
+        triggers=[demo.load, names.change, num_timesteps.change, zero_snr.change],
+        fn=schedule, inputs=[names, num_timesteps, zero_snr], outputs=[beta, alpha_bar, log_snr, summary, notes],
         api_name="schedule", trigger_mode="always_last",
     )

@@ -19,11 +19,12 @@ from PIL import Image
 
 from playground import finetune, media, workdir
 from playground.checkpoints import CheckpointError
+from playground.memorisation import COPY_RATIO, memorisation_meter
 from playground.models import pick_device
 from playground.plots import loss_figure
 from playground.runs import dataset_from_uint8
 from playground.sampling import SHIPPED, available_checkpoints, get_checkpoint
-from playground.ui.common import allowed_model, model_choices, session_folder
+from playground.ui.common import allowed_model, model_choices, problem, session_folder
 
 SCRATCH_LABEL = "From scratch (random weights: needs far more steps)"
 METER_SAMPLES = 8
@@ -87,14 +88,14 @@ def add_photos(files, photos: list[dict], crop: str, base: str, request: gr.Requ
     photos = list(photos or [])
     paths = [getattr(f, "name", f) for f in (files or [])]
     if not paths:
-        raise gr.Error("Drop one or more photos (JPEG, PNG, WebP...) into the box first.")
+        raise problem("Drop one or more photos (JPEG, PNG, WebP...) into the box first.")
     room = finetune.MAX_PHOTOS - len(photos)
     if len(paths) > room:
-        raise gr.Error(f"That would make {len(photos) + len(paths)} photos; the limit is {finetune.MAX_PHOTOS}. "
+        raise problem(f"That would make {len(photos) + len(paths)} photos; the limit is {finetune.MAX_PHOTOS}. "
                        f"You can add {max(room, 0)} more.")
     loaded, problems = finetune.load_photos(paths)
     if not loaded:
-        raise gr.Error(problems[0] if len(problems) == 1 else
+        raise problem(problems[0] if len(problems) == 1 else
                        f"None of the {len(paths)} files is a photo we can read. First problem: {problems[0]}")
     folder = session_folder(request) / "photos"
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,8 +103,8 @@ def add_photos(files, photos: list[dict], crop: str, base: str, request: gr.Requ
         path = folder / f"{uuid.uuid4().hex[:12]}.png"
         image.save(path)
         photos.append({"name": name, "path": str(path)})
-    for problem in problems:
-        gr.Warning(f"Skipped: {problem}")
+    for sentence in problems:
+        gr.Warning(f"Skipped: {sentence}")
     resolution = _resolution(base, request)
     note = _photo_summary(photos, resolution)
     if problems:
@@ -119,7 +120,7 @@ def redraw_photos(photos: list[dict], crop: str, base: str, request: gr.Request)
 def remove_photo(photos: list[dict], selected: int | None, crop: str, base: str, request: gr.Request):
     photos = list(photos or [])
     if selected is None or not 0 <= selected < len(photos):
-        raise gr.Error("Click a photo in the gallery first, then Remove.")
+        raise problem("Click a photo in the gallery first, then Remove.")
     photos.pop(selected)
     resolution = _resolution(base, request)
     return photos, _gallery(photos, crop, resolution), _photo_summary(photos, resolution), None
@@ -139,15 +140,15 @@ def _base_path(base: str | None, local_base: str | None, request: gr.Request | N
     """The base the person chose, checked: None for scratch."""
     if local_base and local_base.strip():
         if not is_local():
-            raise gr.Error("Local folders can only be used when the app runs on your own computer.")
+            raise problem("Local folders can only be used when the app runs on your own computer.")
         path = Path(local_base.strip()).expanduser()
         if not path.is_dir():
-            raise gr.Error(f"There is no folder {str(path)!r} on this computer.")
+            raise problem(f"There is no folder {str(path)!r} on this computer.")
         return str(path)
     if not base or base == finetune.SCRATCH:
         return None
     if not allowed_model(base, request):
-        raise gr.Error("That starting model is not available here; pick one from the list.")
+        raise problem("That starting model is not available here; pick one from the list.")
     return base
 
 
@@ -165,7 +166,7 @@ def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: in
     """Train ``run_dir`` in a worker thread and stream (status, loss figure, preview, result widgets)."""
     job = job_for(request)
     if job.running:
-        raise gr.Error("This session is already training; Stop it first.")
+        raise problem("This session is already training; Stop it first.")
     job.stop.clear()
     job.running = True
     settings = finetune.run_settings(run_dir)
@@ -196,10 +197,11 @@ def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: in
                 first_step, first_time = event.step, time.perf_counter()
             done = event.step - first_step
             rate = done / max(time.perf_counter() - first_time, 1e-6)
-            left = (event.total_steps - event.step) / rate if rate > 0 else 0
+            # no estimate until a few steps give a rate: "about 0 s left" at step 1 would be false
+            left = f"about {_eta((event.total_steps - event.step) / rate)} left" if done >= 3 else "estimating time left"
             progress((event.step, event.total_steps), desc="Training", unit="steps")
             status = (f"Step {event.step} of {event.total_steps} · loss {event.loss:.4f} · "
-                      f"{event.images_per_second:.0f} images/s · about {_eta(left)} left")
+                      f"{event.images_per_second:.0f} images/s · {left}")
             losses = [e.loss for e in events]
             figure = loss_figure(_history(run_dir, first_step - 1) + losses)
             yield status, figure, _latest_preview(run_dir), no_change, no_change, no_change
@@ -208,7 +210,7 @@ def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: in
         thread.join()
         job.running = False
     if failure:
-        raise gr.Error(f"Training stopped with an error: {failure[0]}".split("\n")[0])
+        raise gr.Error(f"Training stopped with an error: {failure[0]}".split("\n")[0], title="Training failed")
     checkpoint = run_dir / "checkpoint"
     info = finetune.run_settings(run_dir)
     state_step = _checkpoint_step(checkpoint)
@@ -251,29 +253,29 @@ def train(photos: list[dict], crop: str, base: str, local_base: str, preset: str
           request: gr.Request, progress=gr.Progress()):
     """Start a new fine-tuning run on the session's photos and stream it."""
     if not photos:
-        raise gr.Error("Add at least one photo before training: drop them into the box on the left.")
+        raise problem("Add at least one photo before training: drop them into the box on the left.")
     if preset not in finetune.PRESETS:
-        raise gr.Error(f"Unknown preset {preset!r}; choose one of {', '.join(finetune.PRESETS)}.")
+        raise problem(f"Unknown preset {preset!r}; choose one of {', '.join(finetune.PRESETS)}.")
     base_path = _base_path(base, local_base, request)
     try:
         checkpoint = finetune.load_base(base_path)
     except CheckpointError as error:
-        raise gr.Error(str(error)) from None
+        raise problem(str(error)) from None
     try:
         config = finetune.train_config(preset, checkpoint, steps=int(steps), lr=float(lr), batch_size=int(batch_size),
                                        hflip=bool(hflip), crop_scale=float(crop_scale),
                                        color_jitter=float(color_jitter), prior_fraction=float(prior_fraction),
                                        ema_max_decay=float(ema_max_decay), seed=int(seed))
     except (TypeError, ValueError):
-        raise gr.Error("One of the Advanced settings is not a number; please check them.") from None
+        raise problem("One of the Advanced settings is not a number; please check them.") from None
     if not 1 <= config.steps <= 100_000 or not 1 <= config.batch_size <= 512 or not 0 < config.lr <= 0.1:
-        raise gr.Error("Steps must be 1 to 100,000, batch 1 to 512 and the learning rate above 0 and at most 0.1.")
+        raise problem("Steps must be 1 to 100,000, batch 1 to 512 and the learning rate above 0 and at most 0.1.")
     images = []
     for photo in photos:
         try:
             images.append(Image.open(photo["path"]).convert("RGB"))
         except (OSError, KeyError):
-            raise gr.Error("Your photos have expired (sessions are cleaned after 6 hours); please add them again.") \
+            raise problem("Your photos have expired (sessions are cleaned after 6 hours); please add them again.") \
                 from None
     resolution = finetune.base_resolution(checkpoint)
     array = finetune.photos_array(images, resolution, crop)
@@ -291,16 +293,16 @@ def resume(run: dict | None, steps, request: gr.Request, progress=gr.Progress())
     """Continue this session's latest run from the step it stopped at up to ``steps`` in all (optimizer, EMA restored)."""
     run_dir = Path(run["run_dir"]) if run and run.get("run_dir") else None
     if run_dir is None or not (run_dir / "checkpoint" / "training").is_dir():
-        raise gr.Error("There is no stopped run to resume in this session; press Train first.")
+        raise problem("There is no stopped run to resume in this session; press Train first.")
     if session_folder(request) not in run_dir.parents:
-        raise gr.Error("That run belongs to another session.")
+        raise problem("That run belongs to another session.")
     done = _checkpoint_step(run_dir / "checkpoint")
     try:
         target = int(steps)
     except (TypeError, ValueError):
-        raise gr.Error("Steps (under Advanced) must be a whole number.") from None
+        raise problem("Steps (under Advanced) must be a whole number.") from None
     if target <= done:
-        raise gr.Error(f"This run is at step {done}; set Steps (under Advanced) above that to train more.")
+        raise problem(f"This run is at step {done}; set Steps (under Advanced) above that to train more.")
     yield from _follow(run_dir, request, progress, steps=target)
 
 
@@ -318,37 +320,36 @@ def try_model(run: dict | None, request: gr.Request, progress=gr.Progress()):
     """Samples from the session's latest model, each beside its nearest training photo, and the meter's reading."""
     run_dir = Path(run["run_dir"]) if run and run.get("run_dir") else None
     if run_dir is None or not (run_dir / "checkpoint" / "model_index.json").is_file():
-        raise gr.Error("Train a model first; its samples appear here.")
+        raise problem("Train a model first; its samples appear here.")
     if session_folder(request) not in run_dir.parents:
-        raise gr.Error("That run belongs to another session.")
+        raise problem("That run belongs to another session.")
     progress(0.1, desc="Sampling")
     checkpoint = get_checkpoint(run_dir / "checkpoint")
     samples = finetune.prior_images(checkpoint, count=METER_SAMPLES, seed=int(time.time()) % 100000, steps=25)
     photos = dataset_from_uint8("photos", finetune.run_photos(run_dir)).images
-    index, distances = finetune.nearest_training_images(samples, photos)
-    threshold = finetune.copy_threshold(photos)
-    items = []
-    for i, (sample, j, d) in enumerate(zip(samples, index.tolist(), distances.tolist())):
-        verdict = "close copy" if d < threshold else "new"
-        items.append((media.zoom(media.tensor_to_pil(sample), 128), f"sample {i + 1}"))
-        items.append((media.zoom(media.tensor_to_pil(photos[j]), 128), f"nearest photo: distance {d:.3f} ({verdict})"))
-    return items, finetune.memorisation_reading(distances, photos)
+    reading = memorisation_meter(samples, photos)
+    pairs = []
+    for i, (sample, j, relative) in enumerate(zip(samples, reading.nearest.tolist(), reading.relative.tolist())):
+        copy = relative < COPY_RATIO
+        pairs.append((media.tensor_to_pil(sample), media.tensor_to_pil(photos[j]),
+                      f"{i + 1}: {'copy' if copy else 'new'} ({relative:.2f})", "#c92a2a" if copy else "#2b8a3e"))
+    return media.pairs_html(pairs), reading.sentence()
 
 
 def save_local(run: dict | None, name: str, request: gr.Request):
     """Copy the session's latest model into checkpoints/ (local runs only)."""
     if not is_local():
-        raise gr.Error("Saving into checkpoints/ works when the app runs on your own computer; use Download here.")
+        raise problem("Saving into checkpoints/ works when the app runs on your own computer; use Download here.")
     run_dir = Path(run["run_dir"]) if run and run.get("run_dir") else None
     if run_dir is None or not (run_dir / "checkpoint" / "model_index.json").is_file():
-        raise gr.Error("Train a model first, then save it.")
+        raise problem("Train a model first, then save it.")
     if session_folder(request) not in run_dir.parents:
-        raise gr.Error("That run belongs to another session.")
+        raise problem("That run belongs to another session.")
     target_name = finetune.sanitize_name(name or run.get("name"))
     try:
         target = finetune.copy_checkpoint(run_dir / "checkpoint", SHIPPED / target_name)
     except FileExistsError as error:
-        raise gr.Error(str(error)) from None
+        raise problem(str(error)) from None
     return (f"Saved as `checkpoints/{target.name}`: it stays after this session ends and loads with "
             f"`DDPMPipeline.from_pretrained('checkpoints/{target.name}')`."), gr.Dropdown(choices=model_choices(request))
 
@@ -419,12 +420,15 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
         save_button = gr.Button("Save into checkpoints/", visible=is_local(), elem_id="train-save")
         try_button = gr.Button("Try it: 8 samples and their nearest photos", elem_id="train-try")
     meter_note = gr.Markdown(elem_id="train-meter-note")
-    meter = gr.Gallery(label="Memorisation meter: each sample beside its nearest training photo", columns=4,
-                       height=320, allow_preview=False, format="png", elem_classes=["pixelated"],
-                       elem_id="train-meter")
+    gr.Markdown("**Memorisation meter**: each sample (left of a pair) beside its nearest photo (right). The number "
+                "is how near it is, compared with how near that photo is to your next most similar one: 0 is "
+                "identical; under 0.5 counts as a copy, even a blurred one.")
+    meter = gr.HTML(elem_id="train-meter")
 
     photo_outputs = [photos, gallery, photo_note, upload]
-    upload.upload(add_photos, [upload, photos, crop, base], photo_outputs, api_name="train_add_photos")
+    # The box empties after every upload, kept or refused: what was kept is in the gallery, never stale names.
+    upload.upload(add_photos, [upload, photos, crop, base], photo_outputs, api_name="train_add_photos").then(
+        lambda: None, None, [upload], api_name="train_clear_upload_box", api_visibility="private", queue=False)
     gr.on([crop.change, base.change], redraw_photos, [photos, crop, base], [gallery, photo_note],
           api_visibility="private")
     gallery.select(select_photo, None, [selected], api_visibility="private")

@@ -1,0 +1,85 @@
+"""Long work that a person can stop: one job per (kind, session) at a time, with a stop flag, in a registry
+that forgets a job as soon as it ends.
+
+    jobs = JobRegistry("sampling")
+    jobs.prepare(session)            # when the button is pressed, before the work queues (clears an old Stop)
+    with jobs.run(session) as job:   # when the work starts; JobBusy if this session already runs one
+        for ...:
+            if job.stop.is_set(): break
+    jobs.stop(session)               # from another request: the work stops at its next check
+
+A Stop pressed while the work still waits in the queue is kept, so the work stops as soon as it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+STALE_SECONDS = 3600.0  # a prepared job that never started is forgotten after this
+
+
+class JobBusy(RuntimeError):
+    """This session already runs a job of this kind."""
+
+
+@dataclass
+class Job:
+    stop: threading.Event = field(default_factory=threading.Event)
+    running: bool = False
+    created: float = field(default_factory=time.monotonic)
+
+
+class JobRegistry:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, key: str) -> None:
+        """A fresh job for ``key`` unless one is running; forgets prepared jobs that never started."""
+        with self._lock:
+            now = time.monotonic()
+            for other in [k for k, j in self._jobs.items() if not j.running and now - j.created > STALE_SECONDS]:
+                del self._jobs[other]
+            if key not in self._jobs or not self._jobs[key].running:
+                self._jobs[key] = Job()
+
+    @contextlib.contextmanager
+    def run(self, key: str) -> Iterator[Job]:
+        """Mark ``key``'s job running for the duration of the block, then forget it."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.running:
+                raise JobBusy(f"This session is already {self.kind}; stop it first.")
+            if job is None:
+                job = self._jobs[key] = Job()
+            job.running = True
+        try:
+            yield job
+        finally:
+            with self._lock:
+                job.running = False
+                if self._jobs.get(key) is job:
+                    del self._jobs[key]
+
+    def stop(self, key: str) -> bool:
+        """Ask ``key``'s job to stop; True if one is running or waiting to start."""
+        with self._lock:
+            job = self._jobs.get(key)
+        if job is None:
+            return False
+        job.stop.set()
+        return True
+
+    def is_running(self, key: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(key)
+            return job is not None and job.running
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)

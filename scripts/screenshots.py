@@ -1,0 +1,175 @@
+"""Screenshots of every tab on a laptop (1280x900) and a phone (390x844), for docs/ and for looking at by eye.
+
+    python scripts/screenshots.py [--url http://127.0.0.1:7860/] [--out docs] [--only forward,sample]
+
+Starts the app itself unless --url is given. Drives Debian's Chromium (Playwright): Forward after moving t,
+Schedule with zero-SNR versions, Sample *while it runs* (mid-run) and when done, Train after a short run with the
+memorisation meter, and the toy lab after training and sampling. Writes OUT/<tab>.jpg and OUT/<tab>_phone.jpg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-dev-shm-usage"]
+SIZES = {"": (1280, 900), "_phone": (390, 844)}
+
+
+def shoot(page, path: Path, full_page: bool = True) -> None:
+    page.wait_for_timeout(600)  # let plots and images settle
+    png = path.with_suffix(".png")
+    page.screenshot(path=str(png), full_page=full_page)
+    from PIL import Image
+
+    with Image.open(png) as image:
+        image.convert("RGB").save(path, quality=82, optimize=True)
+    png.unlink()
+    print(f"wrote {path}")
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(500)
+
+
+def forward(page, out: Path, suffix: str) -> None:
+    open_tab(page, "Forward")
+    page.locator("#forward-xt img").wait_for()
+    box = page.locator("#forward-t input[type=number]")
+    box.fill("400")
+    box.press("Enter")
+    page.wait_for_function("() => document.querySelector('#forward-formula').innerText.includes('400')")
+    shoot(page, out / f"forward{suffix}.jpg")
+
+
+def schedule(page, out: Path, suffix: str) -> None:
+    open_tab(page, "Schedule")
+    page.locator("#schedule-alpha-bar .js-plotly-plot").wait_for()
+    shoot(page, out / f"schedule{suffix}.jpg")
+
+
+def sample(page, out: Path, suffix: str) -> None:
+    open_tab(page, "Sample")
+    page.get_by_text("DDPM (ancestral)").click()
+    steps = page.locator("#sample-steps input[type=number]")
+    steps.fill("1000")
+    steps.press("Enter")
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => /Step (1[0-9]{2}|[2-9][0-9]{2}) of/.test(document.querySelector('#sample-status')"
+                           ".innerText)", timeout=120_000)
+    page.locator("#sample-status").scroll_into_view_if_needed()
+    shoot(page, out / f"sample_midrun{suffix}.jpg", full_page=False)
+    page.locator("#sample-stop").click()
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Stopped')",
+                           timeout=60_000)
+    page.get_by_text("DPM-Solver++(2M)").first.click()
+    steps.fill("25")
+    steps.press("Enter")
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done')",
+                           timeout=120_000)
+    shoot(page, out / f"sample{suffix}.jpg")
+
+
+def train(page, out: Path, suffix: str, photos: list[str]) -> None:
+    open_tab(page, "Train")
+    page.locator("#train-upload input[type=file]").set_input_files(photos)
+    page.wait_for_function(f"() => document.querySelectorAll('#train-gallery img').length === {len(photos)}")
+    page.get_by_text("Advanced").click()
+    page.locator("#train-steps input").fill("120")
+    page.locator("#train-steps input").press("Tab")  # commit the value before pressing Train
+    page.locator("#train-go").click()
+    page.wait_for_function("() => /Step ([4-9][0-9]|1[0-9]{2}) of/.test(document.querySelector('#train-status')"
+                           ".innerText)", timeout=300_000)
+    page.locator("#train-status").scroll_into_view_if_needed()
+    shoot(page, out / f"train_midrun{suffix}.jpg", full_page=False)
+    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Done')",
+                           timeout=600_000)
+    page.locator("#train-try").click()
+    page.wait_for_function("() => document.querySelectorAll('#train-meter img').length === 16", timeout=120_000)
+    shoot(page, out / f"train{suffix}.jpg")
+
+
+def toy(page, out: Path, suffix: str) -> None:
+    open_tab(page, "2-D toy lab")
+    page.locator("#toy-forward .js-plotly-plot").wait_for()
+    page.locator("#toy-train").click()
+    page.wait_for_function("() => document.querySelector('#toy-status').innerText.includes('done')", timeout=120_000)
+    page.locator("#toy-sample").click()
+    page.wait_for_function("() => document.querySelector('#toy-verdict').innerText.includes('distance')",
+                           timeout=60_000)
+    shoot(page, out / f"toy{suffix}.jpg")
+
+
+def example_photos(folder: Path) -> list[str]:
+    """Six photos for the Train tab: crops of the bundled example pictures (no downloads)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    examples = sorted((ROOT / "playground" / "data" / "examples").glob("*.png"))
+    paths = []
+    for i in range(6):
+        with Image.open(examples[i % len(examples)]) as image:
+            w, h = image.size
+            crop = image.convert("RGB").crop((i * w // 12, 0, w - (5 - i) * w // 12, h))
+            path = folder / f"photo_{i}.png"
+            crop.save(path)
+            paths.append(str(path))
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a running app (default: start one)")
+    parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--only", default="forward,schedule,sample,train,toy")
+    parser.add_argument("--sizes", default="laptop,phone")
+    args = parser.parse_args()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    url, demo = args.url, None
+    if url is None:
+        from playground.ui import build_app, launch
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        demo = build_app()
+        launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+        url = f"http://127.0.0.1:{port}/"
+    from playwright.sync_api import sync_playwright
+
+    wanted = args.only.split(",")
+    photos = example_photos(Path(tempfile.mkdtemp()) / "photos")
+    sizes = {k: v for k, v in SIZES.items() if ("phone" if k else "laptop") in args.sizes.split(",")}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        for suffix, (width, height) in sizes.items():
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.locator("#forward-xt img").wait_for()
+            for name in wanted:
+                if name == "train":
+                    train(page, out, suffix, photos)
+                else:
+                    globals()[name](page, out, suffix)
+            page.close()
+        browser.close()
+    if demo is not None:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()

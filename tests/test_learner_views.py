@@ -1,0 +1,178 @@
+"""What a learner is shown must agree with the pictures: the meter, the sampling stream, the plots' framing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from playground import media
+from playground.jobs import JobBusy, JobRegistry
+from playground.memorisation import COPY_RATIO, memorisation_meter
+
+
+def scene(seed: int, size: int = 96) -> Image.Image:
+    """A photo-like picture: a smooth random colour field with a disc, different for every seed."""
+    rng = np.random.default_rng(seed)
+    field = Image.fromarray(rng.integers(0, 256, (3, 3, 3), dtype=np.uint8), "RGB").resize((size, size),
+                                                                                          Image.BICUBIC)
+    array = np.asarray(field).copy()
+    y, x = np.mgrid[0:size, 0:size]
+    cx, cy = rng.uniform(0.25, 0.75, 2) * size
+    r = rng.uniform(0.12, 0.3) * size
+    array[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.integers(0, 256, 3)
+    return Image.fromarray(array)
+
+
+def to_tensor(pictures: list[Image.Image], side: int = 32) -> torch.Tensor:
+    return torch.cat([media.pil_to_tensor(p.resize((side, side), Image.LANCZOS)) for p in pictures])
+
+
+def soft(pictures: list[Image.Image], radius: float) -> list[Image.Image]:
+    """What a fine-tuned model's soft copies look like: the photo, blurred (radius in 32 px pixels)."""
+    return [p.filter(ImageFilter.GaussianBlur(radius * p.width / 32)) for p in pictures]
+
+
+DIVERSE = [scene(seed) for seed in range(6)]
+# Six overlapping crops of one big scene: near-duplicate photos, like six shots of the same cows.
+BIG = scene(100, size=160)
+NEAR_DUPLICATES = [BIG.crop((dx, dy, dx + 120, dy + 120)) for dx, dy in
+                   [(0, 0), (10, 0), (20, 5), (30, 10), (40, 20), (25, 35)]]
+UNRELATED = [scene(seed) for seed in range(200, 208)]
+
+
+@pytest.mark.parametrize("photos", [DIVERSE, NEAR_DUPLICATES], ids=["diverse", "near-duplicates"])
+def test_meter_agrees_with_labelled_copies_and_new_images(photos):
+    training = to_tensor(photos)
+    exact = memorisation_meter(training, training)
+    assert exact.is_copy.all() and exact.nearest.tolist() == list(range(6))
+    for radius in (0.7, 1.0, 1.5):  # soft copies are copies: the case the plain pixel distance got wrong
+        blurred = memorisation_meter(to_tensor(soft(photos, radius)), training)
+        assert blurred.is_copy.all(), (radius, blurred.relative)
+        assert blurred.nearest.tolist() == list(range(6))
+        assert blurred.sentence().startswith("Copies: 6 of 6")
+    unrelated = memorisation_meter(to_tensor(UNRELATED), training)
+    assert not unrelated.is_copy.any(), unrelated.relative
+    assert unrelated.sentence().startswith("New images: 8 of 8")
+
+
+def test_meter_threshold_is_the_documented_ratio():
+    training = to_tensor(DIVERSE)
+    reading = memorisation_meter(to_tensor(soft(DIVERSE, 1.0) + UNRELATED[:2]), training)
+    assert torch.equal(reading.is_copy, reading.relative < COPY_RATIO)
+    single = memorisation_meter(training[:1], training[:1])  # one photo: no spacing of its own
+    assert single.is_copy.all() and torch.isfinite(single.relative).all()
+
+
+def test_job_registry_stops_forgets_and_refuses_a_second_run():
+    jobs = JobRegistry("sampling")
+    jobs.prepare("a")
+    assert jobs.stop("a")  # pressed while the work still queues: kept
+    with jobs.run("a") as job:
+        assert job.stop.is_set() and jobs.is_running("a")
+        with pytest.raises(JobBusy, match="already sampling"), jobs.run("a"):
+            pass
+    assert len(jobs) == 0 and not jobs.stop("a")  # forgotten once finished
+    jobs.prepare("b")
+    with jobs.run("b") as job:
+        assert not job.stop.is_set()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from playground.sampling import get_checkpoint
+    from tiny_checkpoint import make_tiny_checkpoint
+
+    return get_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny"))
+
+
+def test_sampling_stream_shows_the_first_step_at_once_and_stops_with_its_animation(tiny):
+    from playground.sampling import iter_sampling
+
+    updates = list(iter_sampling(tiny, "ddim", 30, 4, seed=1, show_every_s=1e9))
+    assert [u.step.index for u in updates] == [0, 29] and updates[-1].done and not updates[-1].stopped
+    assert len(updates[-1].frames) == 31  # every step, and the result
+    calls = iter(range(100))
+    stopped = list(iter_sampling(tiny, "ddim", 30, 4, seed=1, should_stop=lambda: next(calls) >= 9, show_every_s=0))
+    last = stopped[-1]
+    assert last.stopped and not last.done and last.step.index == 9 and len(stopped) == 10
+    assert len(last.frames) == 10  # the animation so far, its last frame at the step it stopped
+    # the stream's steps are the plain sampler's: stopping changes nothing that was drawn
+    plain = next(u for u in iter_sampling(tiny, "ddim", 30, 4, seed=1, show_every_s=0) if u.step.index == 9)
+    assert torch.equal(last.step.x_t, plain.step.x_t)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("euler", 10, 4), "Unknown sampler"), (("ddim", 0, 4), "between 1 and T"), (("ddim", 10, 65), "between 1 and 64"),
+    (("ddim", "ten", 4), "whole numbers"), (("ddim", 10, 4, 1.5), "between 0 and 1")])
+def test_sampling_settings_are_checked_in_one_place_with_a_sentence(tiny, args, message):
+    from playground.sampling import check_settings
+
+    with pytest.raises(ValueError, match=message):
+        check_settings(tiny, *args)
+    assert check_settings(tiny, "ddpm", "12", 3.0) == (12, 3, 0.0)
+
+
+def test_log_axis_ticks_are_written_in_full():
+    from playground.plots import log_ticks, loss_figure
+
+    ticks = log_ticks([0.093, 0.05, 0.021])
+    assert ticks["tickvals"] == [0.02, 0.05, 0.1] and ticks["ticktext"] == ["0.02", "0.05", "0.1"]
+    figure = loss_figure([1.0, 0.3, 0.021])
+    assert list(figure.layout.yaxis.ticktext) == ["0.02", "0.05", "0.1", "0.2", "0.5", "1"]
+
+
+def test_toy_reverse_plot_frames_the_data_not_the_noise():
+    from playground.plots import frame_of, toy_reverse_figure
+
+    data = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0)) * 0.8
+    noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1)) * 3
+    paths = torch.stack([noise[:8] * (1 - s / 1000) + data[:8] * s / 1000 for s in range(1001)])
+    figure = toy_reverse_figure([(999, noise), (0, data)], paths, "test", view=frame_of(data))
+    x0, x1 = figure.layout.xaxis.range
+    spread = float(data.abs().max())
+    assert -1.3 * spread < x0 < -0.8 * spread and 0.8 * spread < x1 < 1.3 * spread
+    assert figure.layout.xaxis.constrain == "domain" and figure.layout.yaxis.scaleanchor == "x"
+    assert all(len(trace.x) <= 60 for trace in figure.data if trace.mode == "lines")  # DDPM's 1,000 steps, thinned
+    def outside(points) -> int:
+        notes = toy_reverse_figure([(0, points)], paths, "test", view=frame_of(data)).layout.annotations
+        return int(notes[0].text.split()[0]) if notes else 0
+
+    assert outside(data) <= 4  # the view leaves out at most the most extreme 0.1% per side
+    assert outside(torch.cat([data, torch.tensor([[40.0, 0.0]])])) == outside(data) + 1  # a stray is counted
+
+
+def test_short_linear_schedule_is_explained_and_no_cell_is_blank():
+    from playground.diffusion.schedules import get_schedule
+    from playground.plots import schedule_summary, schedule_warnings
+
+    short = [get_schedule("linear", 100), get_schedule("cosine", 100), get_schedule("linear", 10)]
+    notes = schedule_warnings(short)
+    assert len(notes) == 2 and "ends at ᾱ = 0.364" in notes[0] and "fixed start to a fixed end" in notes[0]
+    rows = schedule_summary(short)
+    assert all(cell not in (None, "") for row in rows for cell in row)
+    assert rows[2][6] == "never"  # linear with T = 10 never gets noisier than it is clean
+    assert schedule_warnings([get_schedule("linear", 1000)]) == []
+
+
+def test_changing_T_keeps_t_at_the_same_fraction():
+    from playground.ui.forward import t_range
+
+    slider, new_T = t_range(50, 250, 1000)
+    assert slider.value == 12 and slider.maximum == 49 and new_T == 50
+    slider, _ = t_range(1000, 12, 50)
+    assert slider.value == 245
+    slider, _ = t_range(4000, 999, 1000)
+    assert slider.value == 3999
+
+
+def test_animation_frames_carry_t():
+    from playground.sampling import animation_frame, grid_picture
+
+    x = torch.zeros(4, 3, 8, 8)
+    frame = animation_frame(x, x, "t = 873 · step 3 of 25")
+    plain = media.strip([grid_picture(x, 256)] * 2, gap=12)
+    assert frame.width == plain.width and frame.height > plain.height  # a caption band under the pictures
+    band = np.asarray(frame)[plain.height:]
+    assert (band < 128).any()  # dark text in it
