@@ -33,10 +33,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 from gradio import processing_utils  # noqa: E402
 
-from image_files import photo  # noqa: E402
-from playground.noising import _load_prepared, get_schedule  # noqa: E402
 from playground.diffusion import add_noise  # noqa: E402
+from playground.diffusion.schedules import get_schedule  # noqa: E402
+from playground.services.photo_noising import _load_prepared  # noqa: E402
 from playground.ui.forward import noise, noise_step  # noqa: E402
+
+from image_files import photo  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -58,11 +60,11 @@ def encode_outputs(outputs) -> None:
 def bench_handler(path: Path, repeats: int) -> None:
     print(f"Forward tab, 512x384 JPEG photo, torch threads={torch.get_num_threads()}")
     for resolution in (64, 128, 256):
-        def cold(i):
+        def cold(i, resolution=resolution):
             _load_prepared.cache_clear()
             encode_outputs(noise(str(path), "linear", 1000, 100 + i, 0, resolution, False))
 
-        def warm(i):
+        def warm(i, resolution=resolution):
             encode_outputs(noise_step(str(path), "linear", 1000, (37 * i) % 1000, 0, resolution, False))
 
         warm(0)
@@ -84,8 +86,8 @@ def bench_client(path: Path, repeats: int) -> None:
     uploaded = handle_file(str(path))
     for resolution in (64, 128, 256):
         client.predict(uploaded, "linear", 1000, 1, 0, resolution, False, api_name="/noise")
-        ms = median_ms(lambda i: client.predict(uploaded, "linear", 1000, (37 * i) % 1000, 0, resolution, False,
-                                                api_name="/noise_step"), repeats)
+        ms = median_ms(lambda i, r=resolution: client.predict(uploaded, "linear", 1000, (37 * i) % 1000, 0, r, False,
+                                                              api_name="/noise_step"), repeats)
         print(f"  {resolution:>3} px: end to end through gradio_client {ms:6.1f} ms per slider update")
     demo.close()
 
@@ -101,8 +103,8 @@ def bench_add_noise(repeats: int) -> None:
         eps = torch.randn(batch, 3, size, size, generator=generator)
         t = torch.randint(0, 1000, (batch,), generator=generator)
         with torch.inference_mode():
-            ours_ms = median_ms(lambda i: add_noise(schedule, x0, eps, t), repeats * 4)
-            theirs_ms = median_ms(lambda i: theirs.add_noise(x0, eps, t), repeats * 4)
+            ours_ms = median_ms(lambda i, x0=x0, eps=eps, t=t: add_noise(schedule, x0, eps, t), repeats * 4)
+            theirs_ms = median_ms(lambda i, x0=x0, eps=eps, t=t: theirs.add_noise(x0, eps, t), repeats * 4)
         print(f"  add_noise ({batch}, 3, {size}, {size}): ours {ours_ms:.3f} ms, diffusers {theirs_ms:.3f} ms, "
               f"ratio diffusers/ours = {theirs_ms / ours_ms:.2f}x")
 

@@ -22,8 +22,7 @@ from diffusers import DDIMPipeline, DDIMScheduler  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from playground.diffusion import NoiseSchedule, make_sampler, sample  # noqa: E402
-from playground.diffusion.training import call_model  # noqa: E402
-from playground.models import PRESETS, build_unet, count_parameters  # noqa: E402
+from playground.models import PRESETS, build_unet, count_parameters, model_fn  # noqa: E402
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
@@ -73,7 +72,7 @@ def main() -> None:
         x_T = torch.randn(args.batch, 3, resolution, resolution, generator=generator)
         x_T = x_T.contiguous(memory_format=torch.channels_last)
         sampler = make_sampler("ddim", schedule, args.steps, prediction_type=prediction, clip_sample=1.0)
-        sample(lambda x, t: call_model(unet, x, t), sampler, x_T, generator)
+        sample(model_fn(unet), sampler, x_T, generator)
 
     def theirs() -> None:
         with torch.inference_mode():

@@ -5,7 +5,8 @@
 Both loops do the same work per step: a batch with random flips, noise at random t, the v-prediction target,
 one forward and backward pass of the same UNet (emoji32, the Train tab's network), gradient clipping, an AdamW
 step and an EMA update. Ours is playground.diffusion.training.train with the Quick preset's settings, its crop
-and colour augmentation off (flips only, as the reference; Min-SNR weighting stays on); the reference is the loop of diffusers' train_unconditional.py
+and colour augmentation off (flips only, as the reference; Min-SNR weighting stays on); the reference is the loop
+of diffusers' train_unconditional.py
 example (DDPMScheduler.add_noise / get_velocity, F.mse_loss, diffusers' EMAModel). Each run is its own process,
 so each peak memory (max RSS on the CPU, max allocated on CUDA) is its own; rounds alternate ours / diffusers.
 """
@@ -29,10 +30,11 @@ def run_one(which: str, batch: int, steps: int, device: str) -> dict:
 
     import torch
 
+    from playground.data.augment import augmenter
     from playground.diffusion import NoiseSchedule
     from playground.diffusion.training import TrainConfig, new_train_state, train
-    from playground.finetune import train_config
-    from playground.models import PRESETS, build_unet
+    from playground.models import PRESETS, build_unet, model_fn
+    from playground.services.finetuning import train_config
 
     device = torch.device(device)
     torch.manual_seed(0)
@@ -43,11 +45,12 @@ def run_one(which: str, batch: int, steps: int, device: str) -> dict:
         config = train_config("quick", None, steps=warmup, batch_size=batch, crop_scale=1.0, color_jitter=0.0)
         schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
         state = new_train_state(unet, config)
-        train(state, data, schedule, config)
+        train(state, data, schedule, config, augment=augmenter(config), model_fn=model_fn(unet))
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        train(state, data, schedule, TrainConfig(**{**config.to_dict(), "steps": warmup + steps}))
+        longer = TrainConfig(**{**config.to_dict(), "steps": warmup + steps})
+        train(state, data, schedule, longer, augment=augmenter(longer), model_fn=model_fn(unet))
     else:
         import torch.nn.functional as F
         from diffusers import DDPMScheduler

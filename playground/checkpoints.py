@@ -7,6 +7,9 @@
       playground.json                          # what it was trained on and how (ours; diffusers ignores it)
       README.md                                # the model card
       training/                                # optional, to resume: online weights, optimizer, RNG, step
+      samples.png                              # optional: the card's sample grid
+
+Also here: the model card (README.md) written from playground.json, and plain weight and training-state I/O.
 
 Weights are .safetensors only; pickle files (.bin, .pt, .ckpt) are refused, because loading one can run code.
 Any local diffusers DDPM folder in this layout loads as is. Writes are atomic (temp folder + rename).
@@ -81,7 +84,8 @@ def save_checkpoint(
     code version and time are added). training: tensors to resume from (online weights, optimizer moments,
     RNG state), with their non-tensor part in training_meta.
     """
-    from diffusers import DDPMScheduler, __version__ as diffusers_version
+    from diffusers import DDPMScheduler
+    from diffusers import __version__ as diffusers_version
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +94,8 @@ def save_checkpoint(
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
         diffusers_name, beta_start, beta_end = DIFFUSERS_NAMES[schedule_name]
         DDPMScheduler(num_train_timesteps=num_timesteps, beta_schedule=diffusers_name, beta_start=beta_start,
-                      beta_end=beta_end, prediction_type=prediction_type, clip_sample=True).save_pretrained(tmp / "scheduler")
+                      beta_end=beta_end, prediction_type=prediction_type, clip_sample=True,
+                      ).save_pretrained(tmp / "scheduler")
         (tmp / "model_index.json").write_text(json.dumps({
             "_class_name": "DDPMPipeline", "_diffusers_version": diffusers_version,
             "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}, indent=2))
@@ -136,18 +141,17 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     from diffusers import UNet2DModel
 
     folder = Path(folder)
-    if not (folder / "unet" / "config.json").is_file() or not (folder / "scheduler" / "scheduler_config.json").is_file():
+    if not ((folder / "unet" / "config.json").is_file() and (folder / "scheduler" / "scheduler_config.json").is_file()):
         raise CheckpointError(f"{folder.name!r} is not a diffusers DDPM folder (it needs unet/ and scheduler/).")
     _refuse_pickles(folder)
     scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     schedule = _schedule_from_diffusers(scheduler_config, folder.name)
     try:
-        unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False).to(device).eval()
+        unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False)
+        unet = unet.to(device).eval()
     except Exception as error:  # a broken folder is the person's problem to fix, in one sentence
         raise CheckpointError(f"Could not load the weights in {folder.name!r}: {error}".split("\n")[0]) from None
-    info_path = folder / "playground.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return Checkpoint(folder, unet, schedule, scheduler_config.get("prediction_type", "epsilon"), info)
+    return Checkpoint(folder, unet, schedule, scheduler_config.get("prediction_type", "epsilon"), read_info(folder))
 
 
 def _schedule_from_diffusers(config: dict, name: str) -> NoiseSchedule:
@@ -166,6 +170,48 @@ def _schedule_from_diffusers(config: dict, name: str) -> NoiseSchedule:
         betas = BETA_SCHEDULES[ours](T, config["beta_start"], config["beta_end"])
         return NoiseSchedule.from_betas(rescale_zero_terminal_snr(betas) if zero_snr else betas, ours)
     return NoiseSchedule.from_name(ours, T, zero_terminal_snr=zero_snr)
+
+
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"  # where save_pretrained puts them
+
+
+def read_info(folder: str | os.PathLike) -> dict:
+    """A checkpoint's playground.json ({} for a foreign diffusers folder)."""
+    path = Path(folder) / "playground.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The UNet weights of a checkpoint folder (the EMA weights for ours), from safetensors only."""
+    return load_file(str(Path(folder) / UNET_WEIGHTS))
+
+
+def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
+    """A README.md for a checkpoint folder, from its playground.json content."""
+    model, training, data = info.get("model", {}), info.get("training", {}), info.get("data", {})
+    lines = [
+        f"# {title}", "",
+        "A small unconditional denoising diffusion model made with Diffusion Playground. It is a diffusers "
+        "DDPM pipeline folder: `DDPMPipeline.from_pretrained(folder)` loads it.", "",
+        f"- Network: diffusers `UNet2DModel`, {info.get('parameters', 0) / 1e6:.2f} M parameters, "
+        f"{model.get('resolution')}x{model.get('resolution')} RGB, channels {model.get('channels')}",
+        f"- Trained on: {data.get('description', data.get('name'))} ({data.get('count')} images, "
+        f"sha256 {str(data.get('sha256', ''))[:16]}…)",
+        f"- Steps: {info.get('steps')} of batch {training.get('batch_size')}; schedule {training.get('schedule')}, "
+        f"T = {training.get('num_timesteps')}; target {training.get('prediction_type')}, "
+        f"Min-SNR-γ {training.get('min_snr_gamma')}; AdamW lr {training.get('lr')} (warm-up "
+        f"{training.get('warmup_steps')}, cosine to ×{training.get('lr_min_ratio')}); "
+        f"EMA up to {training.get('ema_max_decay')} with warm-up",
+        f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
+        f"- Final loss (mean of last 100 steps): {info.get('final_loss', float('nan')):.4f}",
+    ]
+    if info.get("command"):
+        lines += ["", "Trained with exactly:", "", "```bash", info["command"], "```"]
+    if grid_name:
+        lines += ["", "Samples (DPM-Solver++, 25 steps, seed 1234):", "", f"![samples]({grid_name})"]
+    if data.get("licence"):
+        lines += ["", f"Training data licence: {data['licence']}"]
+    return "\n".join(lines) + "\n"
 
 
 def load_training_state(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m playground {noise,schedule} ...``; the same code paths as the tabs."""
+"""The command line: ``python -m playground {noise,schedule,sample,train,toy} ...``; the same services as the tabs."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     noise = commands.add_parser("noise", help="noise a photo at timestep t: x_t = sqrt(abar) x0 + sqrt(1-abar) eps")
     noise.add_argument("image", help="a JPEG, PNG, WebP, BMP, GIF or TIFF file")
     noise.add_argument("--schedule", choices=list(BETA_SCHEDULES), default="linear")
-    noise.add_argument("--T", dest="num_timesteps", type=_timesteps, default=1000, help="number of steps (default 1000)")
+    noise.add_argument("--T", dest="num_timesteps", type=_timesteps, default=1000,
+                       help="number of steps (default 1000)")
     noise.add_argument("--t", type=int, default=250, help="timestep, 0-based as in diffusers (default 250)")
     noise.add_argument("--seed", type=int, default=0, help="seed of the noise eps (default 0)")
     noise.add_argument("--resolution", type=int, choices=[64, 128, 256], default=128)
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
     train.add_argument("--init-from", help="warm-start from this checkpoint folder when OUT has none "
                                            "(its weights, step count and loss history; fresh optimizer)")
-    train.add_argument("--preview-every", type=int, help="steps between preview grids (default 500; with --images the preset's)")
+    train.add_argument("--preview-every", type=int,
+                       help="steps between preview grids (default 500; with --images the preset's)")
     train.add_argument("--checkpoint-every", type=float, default=600, help="seconds between checkpoints")
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
@@ -95,17 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_sample(args: argparse.Namespace) -> int:
     from playground.checkpoints import CheckpointError
-    from playground.sampling import MAX_IMAGES, get_checkpoint, sample_to_files
+    from playground.services.image_sampling import check_settings, get_checkpoint, sample_to_files
 
     try:
         checkpoint = get_checkpoint(args.checkpoint)
     except CheckpointError as error:
         raise ValueError(str(error)) from None
-    T = checkpoint.schedule.num_timesteps
-    if not 1 <= args.steps <= T:
-        raise ValueError(f"--steps must be between 1 and T = {T} for this model.")
-    if not 1 <= args.n <= MAX_IMAGES:
-        raise ValueError(f"--n must be between 1 and {MAX_IMAGES}.")
+    check_settings(checkpoint, args.sampler, args.steps, args.n, args.eta)  # the tab's checks, the same sentences
     result = sample_to_files(checkpoint, args.sampler, args.steps, args.n, args.seed, args.out, args.gif, args.eta,
                              args.mp4)
     print(f"{args.n} images, {args.sampler} {args.steps} steps in {result.seconds:.1f} s; "
@@ -117,18 +115,18 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    import dataclasses
     import time
 
     import numpy as np
     from tqdm import tqdm
 
-    from playground.data.toy import toy_points
-    from playground.toy import TOY_TRAINING, energy_distance, gaussian_baseline, sample_toy, train_toy
+    from playground.data.points import toy_points
+    from playground.services.toy_lab import energy_distance, gaussian_baseline, sample_toy
+    from playground.services.toy_training import toy_config, train_toy
 
-    if not 1 <= args.steps <= TOY_TRAINING.num_timesteps:
-        raise ValueError(f"--steps must be between 1 and {TOY_TRAINING.num_timesteps}.")
-    config = dataclasses.replace(TOY_TRAINING, steps=args.train_steps, seed=args.seed)
+    config = toy_config(args.train_steps, seed=args.seed)
+    if not 1 <= args.steps <= config.num_timesteps:
+        raise ValueError(f"--steps must be between 1 and {config.num_timesteps}.")
     data = toy_points(args.dataset, 4000, seed=args.seed)
     bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True)
     started = time.perf_counter()
@@ -142,14 +140,15 @@ def run_toy(args: argparse.Namespace) -> int:
     state = train_toy(data, config=config, callback=on_step)
     bar.close()
     trained_in = time.perf_counter() - started
-    result = sample_toy(state.ema.model, args.sampler, args.steps, n=args.n, seed=args.seed + 1, max_frames=1,
-                        trajectories=0, config=config)
+    result = sample_toy(state.ema.model, config, args.sampler, args.steps, n=args.n, seed=args.seed + 1,
+                        max_frames=1, trajectories=0)
     truth = toy_points(args.dataset, args.n, seed=args.seed + 2)
     np.savetxt(args.out, result.points.numpy(), delimiter=",", fmt="%.6f")
     print(f"trained {config.steps} steps in {trained_in:.1f} s; sampled {args.n} points with {args.sampler} "
           f"{args.steps} steps in {result.seconds:.2f} s")
     print(f"energy distance to fresh true points: {energy_distance(result.points, truth):.4f} "
-          f"(Gaussian fitted to the data: {energy_distance(gaussian_baseline(data, args.n, args.seed + 3), truth):.4f})")
+          f"(Gaussian fitted to the data: "
+          f"{energy_distance(gaussian_baseline(data, args.n, args.seed + 3), truth):.4f})")
     print(f"wrote {args.out}")
     if args.data_out:
         np.savetxt(args.data_out, truth.numpy(), delimiter=",", fmt="%.6f")
@@ -181,40 +180,40 @@ def run_train(args: argparse.Namespace) -> int:
 
     import torch
 
+    from playground.data.dataset import dataset_from_uint8
     from playground.data.emoji import load_emoji_set
     from playground.diffusion.training import TrainConfig
     from playground.models import PRESETS, pick_device
-    from playground.runs import dataset_from_uint8, run_training
+    from playground.services.training_runs import RunSpec, resume_note, run_training
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     if args.images:
         return run_finetune(args, device)
-    args.steps = args.steps or 20000
-    args.batch_size = args.batch_size or 64
-    args.lr = args.lr or 5e-4
-    args.warmup_steps = args.warmup_steps if args.warmup_steps is not None else 200
-    args.preview_every = args.preview_every or 500
     model_config = PRESETS[args.model]
     curated = args.subset == "curated"
     emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None, skin_tones=not curated)
     dataset = dataset_from_uint8(f"noto-emoji-{args.subset}", emoji.images)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+    config = TrainConfig(steps=args.steps or 20000, batch_size=args.batch_size or 64, lr=args.lr or 5e-4,
+                         warmup_steps=args.warmup_steps if args.warmup_steps is not None else 200,
                          prediction_type=args.prediction_type, min_snr_gamma=args.min_snr_gamma or None,
                          schedule=args.schedule, seed=args.seed)
     hardware = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
                 if device.type == "cpu" else torch.cuda.get_device_name(device))
-    extra = {"command": "python -m playground " + shlex.join(sys.argv[1:] if sys.argv[0].endswith("__main__.py") else sys.argv),
-             "hardware": hardware,
-             "data": {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
-                      "licence": "Noto Color Emoji, SIL Open Font License 1.1"}}
-    print(f"{dataset.count} images at {model_config.resolution} px on {device}; {config.steps} steps of {config.batch_size}")
+    command = sys.argv[1:] if sys.argv[0].endswith("__main__.py") else sys.argv
+    spec = RunSpec(config, model=model_config, init_from=args.init_from, resume=not args.no_resume,
+                   preview_every=args.preview_every or 500, checkpoint_every_s=args.checkpoint_every,
+                   info={"command": "python -m playground " + shlex.join(command), "hardware": hardware,
+                         "data": {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
+                                  "licence": "Noto Color Emoji, SIL Open Font License 1.1"}})
+    print(f"{dataset.count} images at {model_config.resolution} px on {device}; "
+          f"{config.steps} steps of {config.batch_size}")
+    note = resume_note(args.out, args.init_from) if not args.no_resume else None
+    if note:
+        print(note)
     bar, on_event = _train_progress(config.steps)
-
-    folder = run_training(args.out, dataset, model_config, config, resume=not args.no_resume,
-                          preview_every=args.preview_every, checkpoint_every_s=args.checkpoint_every,
-                          extra_info=extra, on_event=on_event, device=device, init_from=args.init_from)
+    folder = run_training(args.out, dataset, spec, on_event=on_event, device=device)
     bar.close()
     print(f"wrote {folder}")
     return 0
@@ -225,76 +224,64 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     import time
     from pathlib import Path
 
-
-    from playground import finetune
     from playground.checkpoints import CheckpointError, load_checkpoint
-    from playground.memorisation import memorisation_meter
-    from playground.diffusion.training import TrainConfig
-    from playground.runs import dataset_from_uint8
-    from playground.sampling import SHIPPED
+    from playground.data.dataset import dataset_from_uint8
+    from playground.services import finetuning
+    from playground.services.image_sampling import SHIPPED
+    from playground.services.memorisation import memorisation_meter
+    from playground.services.training_runs import RunFolder
 
-    out = Path(args.out)
+    run = RunFolder(Path(args.out))
     folder = Path(args.images)
-    resuming = (out / "settings.json").is_file() and (out / "checkpoint" / "training").is_dir() and not args.no_resume
+    resuming = run.settings_file.is_file() and run.can_resume() and not args.no_resume
     if resuming:
-        print(f"continuing the run in {out} (its photos and settings; --no-resume starts over)")
+        print(f"continuing the run in {run.path} at step {run.checkpoint_step()} (its photos and settings; "
+              "--no-resume starts over)")
     else:
         if not folder.is_dir():
             raise ValueError(f"--images must be a folder of photos; {str(folder)!r} is not one.")
         paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        if len(paths) > finetune.MAX_PHOTOS:
-            raise ValueError(f"{folder} holds {len(paths)} files; the limit is {finetune.MAX_PHOTOS} photos.")
-        photos, problems = finetune.load_photos(paths)
+        if len(paths) > finetuning.MAX_PHOTOS:
+            raise ValueError(f"{folder} holds {len(paths)} files; the limit is {finetuning.MAX_PHOTOS} photos.")
+        photos, problems = finetuning.load_photos(paths)
         for problem in problems:
             print(f"skipped: {problem}", file=sys.stderr)
         if not photos:
             raise ValueError(f"None of the {len(paths)} files in {folder} is a photo we can read, so there is "
                              "nothing to train on.")
+        base_path = args.base or SHIPPED / "emoji32"
         try:
-            base = finetune.load_base(args.base or SHIPPED / "emoji32")
+            base = finetuning.load_base(base_path)
         except CheckpointError as error:
             raise ValueError(str(error)) from None
-        overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                     "warmup_steps": args.warmup_steps, "prior_fraction": args.prior_fraction}
-        config = finetune.train_config(args.preset, base, **overrides)
-        preset = finetune.PRESETS[args.preset]
-        array = finetune.photos_array([image for _, image in photos], finetune.base_resolution(base), args.crop)
+        config = finetuning.train_config(args.preset, base, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                         seed=args.seed, warmup_steps=args.warmup_steps,
+                                         prior_fraction=args.prior_fraction)
         if args.no_resume:
-            forget_run(out)
-        finetune.prepare_run(out, array, base.path if base is not None else None, config, args.crop,
-                             args.preview_every or preset.preview_every, name=out.name)
-        print(f"{len(photos)} photos at {array.shape[1]} px; base {base.name if base else 'none (from scratch)'}; "
-              f"{config.steps} steps of {config.batch_size} on {device}")
-    total = args.steps if resuming and args.steps else TrainConfig(**finetune.run_settings(out)["config"]).steps
+            run.forget_training()
+        preview_every = args.preview_every or finetuning.PRESETS[args.preset].preview_every
+        finetuning.start_run(run.path, [image for _, image in photos], base.path if base is not None else None,
+                             config, args.crop, preview_every, name=run.path.name)
+        print(f"{len(photos)} photos at {finetuning.base_resolution(base)} px; "
+              f"base {base.name if base else 'none (from scratch)'}; {config.steps} steps of {config.batch_size} "
+              f"on {device}")
+    total = args.steps if resuming and args.steps else finetuning.run_settings(run.path).config.steps
     bar, on_event = _train_progress(total)
-
     started = time.perf_counter()
-    checkpoint_dir = finetune.train_run(out, on_event, device=device, steps=args.steps if resuming else None)
+    checkpoint_dir = finetuning.train_run(run.path, on_event, device=device, steps=args.steps if resuming else None)
     bar.close()
     print(f"trained in {time.perf_counter() - started:.0f} s; wrote {checkpoint_dir}")
-    samples = finetune.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)
-    photos = dataset_from_uint8("", finetune.run_photos(out)).images
+    samples = finetuning.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)
+    photos = dataset_from_uint8("", finetuning.run_photos(run.path)).images
     print("memorisation meter: " + memorisation_meter(samples, photos).sentence())
-    print(f"sample it: python -m playground sample --checkpoint {checkpoint_dir} --out {out / 'generated'}")
+    print(f"sample it: python -m playground sample --checkpoint {checkpoint_dir} --out {run.path / 'generated'}")
     return 0
-
-
-def forget_run(out) -> None:
-    """--no-resume: forget the old run's checkpoint, log and previews (its photos are written anew)."""
-    import shutil
-
-    for name in ("checkpoint", "samples", "log.csv", "prior.npz"):
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
 
 
 def run_noise(args: argparse.Namespace) -> int:
     from playground import media
     from playground.diffusion.schedules import get_schedule
-    from playground.noising import forward_gif, forward_strip, load_x0, noise_photo
+    from playground.services.photo_noising import forward_gif, forward_strip, load_x0, noise_photo
 
     schedule = get_schedule(args.schedule, args.num_timesteps, args.zero_snr)
     if not 0 <= args.t < schedule.num_timesteps:
@@ -331,7 +318,7 @@ def run_schedule(args: argparse.Namespace) -> int:
     rows = [SUMMARY_HEADERS] + [[str(v) for v in row] for row in schedule_summary(schedules)]
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(SUMMARY_HEADERS))]
     for row in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
     return 0
 
 

@@ -10,8 +10,8 @@ import html
 import io
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,8 @@ def zoom(image: Image.Image, min_side: int = 256) -> Image.Image:
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
 
 
-def strip(images: Sequence[Image.Image], gap: int = 4, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+def strip(images: Sequence[Image.Image], gap: int = 4,
+          background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Images of one height side by side, ``gap`` pixels apart."""
     height = max(image.height for image in images)
     width = sum(image.width for image in images) + gap * (len(images) - 1)
@@ -59,7 +60,8 @@ def strip(images: Sequence[Image.Image], gap: int = 4, background: tuple[int, in
     return canvas
 
 
-def label(image: Image.Image, text: str, size: int | None = None, colour: tuple[int, int, int] = (40, 40, 40)) -> Image.Image:
+def label(image: Image.Image, text: str, size: int | None = None,
+          colour: tuple[int, int, int] = (40, 40, 40)) -> Image.Image:
     """``image`` with ``text`` written in a white band under it (font ``size`` px; default scales with the width)."""
     font = ImageFont.load_default(size=size or max(14, image.width // 7))
     band = font.size + 8
@@ -114,7 +116,8 @@ def pairs_html(pairs: Sequence[tuple[Image.Image, Image.Image, str, str]], side:
     return '<div style="display:flex;flex-wrap:wrap;justify-content:flex-start">' + "".join(figures) + "</div>"
 
 
-def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms: int = 80, hold_last_ms: int = 1200) -> Path:
+def save_gif(frames: Sequence[Image.Image], path: str | os.PathLike, duration_ms: int = 80,
+             hold_last_ms: int = 1200) -> Path:
     """Write an endlessly looping GIF, holding the last frame a moment; written atomically."""
     path = Path(path)
     durations = [duration_ms] * (len(frames) - 1) + [hold_last_ms]
@@ -135,7 +138,8 @@ def mp4_available() -> bool:
     return True
 
 
-def save_mp4(frames: Sequence[Image.Image], path: str | os.PathLike, fps: int = 14, hold_last_s: float = 1.0) -> Path | None:
+def save_mp4(frames: Sequence[Image.Image], path: str | os.PathLike, fps: int = 14,
+             hold_last_s: float = 1.0) -> Path | None:
     """Write an H.264 MP4 (yuv420p, plays in every browser), holding the last frame; None without PyAV."""
     if not mp4_available():
         return None

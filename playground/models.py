@@ -1,4 +1,5 @@
-"""The denoiser: diffusers' UNet2DModel built from a small typed config, and the one place the device is chosen."""
+"""The networks: diffusers' UNet2DModel from a small typed config, the toy MLP, the one way to call a model, and
+the one place the device is chosen."""
 
 from __future__ import annotations
 
@@ -46,8 +47,13 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def build_unet(config: ModelConfig) -> UNet2DModel:
-    """A fresh UNet2DModel for ``config`` (weights from the global torch seed; seed it first)."""
+def build_unet(config: ModelConfig, seed: int | None = None) -> UNet2DModel:
+    """A fresh UNet2DModel for ``config``; with ``seed``, its initial weights come from that seed (diffusers draws
+    them from torch's global generator, so it is forked: the caller's random state is left as it was)."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_unet(config)
     down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in config.attention_levels)
     up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(config.attention_levels))
     return UNet2DModel(
@@ -64,6 +70,17 @@ def build_unet(config: ModelConfig) -> UNet2DModel:
     )
 
 
+def call_model(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """model(x_t, t) as a tensor, whether the model returns one (ToyMLP) or diffusers' output with ``.sample``."""
+    out = model(x_t, t)
+    return out.sample if hasattr(out, "sample") else out
+
+
+def model_fn(model: torch.nn.Module):
+    """``(x_t, t) -> output`` for the samplers and the training loop."""
+    return lambda x_t, t: call_model(model, x_t, t)
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -76,7 +93,7 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer-style sinusoidal features of the timestep (Vaswani et al. 2017; DDPM uses the same): (B,) -> (B, dim)."""
+    """Sinusoidal features of the timestep (Vaswani et al. 2017; DDPM uses the same): (B,) -> (B, dim)."""
     half = dim // 2
     frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     angles = t.float()[:, None] * frequencies[None, :]

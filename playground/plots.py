@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
@@ -205,7 +205,8 @@ def toy_reverse_figure(frames: list, trajectories, title: str, view=None, max_pa
                               font=dict(size=12, color="#c92a2a"))
     figure.update_layout(title=dict(text=title, font=dict(size=15)), template="plotly_white", height=480,
                          xaxis=dict(SQUARE_X, range=[x0, x1]), yaxis=dict(SQUARE_Y, range=[y0, y1]),
-                         margin=dict(l=40, r=20, t=50, b=110), legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.7)"),
+                         margin=dict(l=40, r=20, t=50, b=110),
+                         legend=dict(x=0.01, y=0.99, bgcolor="rgba(255,255,255,0.7)"),
                          **_play_controls([f"t={t}" for t, _ in frames], 120, active=len(frames) - 1))
     return figure
 

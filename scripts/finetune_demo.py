@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from playground import finetune  # noqa: E402
 from playground.checkpoints import load_checkpoint  # noqa: E402
+from playground.data.dataset import dataset_from_uint8  # noqa: E402
 from playground.media import image_grid  # noqa: E402
-from playground.memorisation import memorisation_meter  # noqa: E402
-from playground.runs import dataset_from_uint8  # noqa: E402
+from playground.services import finetuning  # noqa: E402
+from playground.services.memorisation import memorisation_meter  # noqa: E402
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg"]
 
@@ -38,7 +38,7 @@ def six_photos(folder: Path) -> list[Path]:
     for name in PHOTOS:
         image = Image.open(importlib.resources.files("skimage") / "data" / name).convert("RGB")
         path = folder / (name.split(".")[0] + ".png")
-        finetune.training_crop(image, 64).save(path)
+        finetuning.training_crop(image, 64).save(path)
         paths.append(path)
     return paths
 
@@ -46,25 +46,25 @@ def six_photos(folder: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(ROOT / "runs" / "finetune-demo"))
-    parser.add_argument("--preset", default="quick", choices=list(finetune.PRESETS))
+    parser.add_argument("--preset", default="quick", choices=list(finetuning.PRESETS))
     args = parser.parse_args()
     out = Path(args.out)
     paths = six_photos(out / "photos")
     started = time.perf_counter()
-    photos, _ = finetune.load_photos(paths)
-    base = finetune.load_base(ROOT / "checkpoints" / "emoji32")
-    config = finetune.train_config(args.preset, base)
-    array = finetune.photos_array([image for _, image in photos], base.resolution)
+    photos, _ = finetuning.load_photos(paths)
+    base = finetuning.load_base(ROOT / "checkpoints" / "emoji32")
+    config = finetuning.train_config(args.preset, base)
+    array = finetuning.photos_array([image for _, image in photos], base.resolution)
     run = out / "run"
-    finetune.prepare_run(run, array, base.path, config, preview_every=finetune.PRESETS[args.preset].preview_every,
-                         name="six-photos")
-    finetune.train_run(run)
+    finetuning.start_run(run, [image for _, image in photos], base.path, config,
+                         preview_every=finetuning.PRESETS[args.preset].preview_every, name="six-photos")
+    finetuning.train_run(run)
     seconds = time.perf_counter() - started
     after = load_checkpoint(run / "checkpoint")
-    before_samples = finetune.prior_images(base, count=12, seed=7, steps=25)
-    after_samples = finetune.prior_images(after, count=12, seed=7, steps=25)
+    before_samples = finetuning.prior_images(base, count=12, seed=7, steps=25)
+    after_samples = finetuning.prior_images(after, count=12, seed=7, steps=25)
     training = dataset_from_uint8("", array).images
-    rows = [image_grid(training, columns=12), image_grid(before_samples, columns=12), image_grid(after_samples, columns=12)]
+    rows = [image_grid(images, columns=12) for images in (training, before_samples, after_samples)]
     figure = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
     y = 0
     for row in rows:
@@ -75,7 +75,8 @@ def main() -> None:
     print(f"{args.preset}: {config.steps} steps of {config.batch_size} in {seconds:.0f} s "
           f"({torch.get_num_threads()} threads), photos to trained model")
     print("memorisation meter: " + memorisation_meter(after_samples, training).sentence())
-    print(f"wrote {ROOT / 'docs' / 'finetune.png'} (rows: the photos as trained on, base samples, fine-tuned samples)")
+    print(f"wrote {ROOT / 'docs' / 'finetune.png'} (rows: the photos as trained on, base samples, "
+          "fine-tuned samples)")
 
 
 if __name__ == "__main__":

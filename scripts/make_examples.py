@@ -24,7 +24,8 @@ def landscape(size: int = 512) -> Image.Image:
     draw = ImageDraw.Draw(image)
     draw.ellipse((300, 120, 400, 220), fill=(255, 236, 150))
     for depth, (colour, height, phase) in enumerate([((90, 70, 120), 300, 0.0), ((40, 90, 70), 340, 1.7)]):
-        points = [(x, height - 50 * math.sin(x / 70 + phase) - 25 * math.sin(x / 23 + depth)) for x in range(0, size + 1, 4)]
+        points = [(x, height - 50 * math.sin(x / 70 + phase) - 25 * math.sin(x / 23 + depth))
+                  for x in range(0, size + 1, 4)]
         draw.polygon(points + [(size, size), (0, size)], fill=colour)
     draw.rectangle((0, 400, size, size), fill=(60, 110, 160))
     for i in range(14):  # the sun's reflection

@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from playground.checkpoints import load_checkpoint  # noqa: E402
+from playground.checkpoints import load_checkpoint, model_card  # noqa: E402
 from playground.media import image_grid  # noqa: E402
-from playground.runs import model_card, preview  # noqa: E402
+from playground.services.image_sampling import preview  # noqa: E402
 
 
 def main() -> None:

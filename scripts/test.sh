@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's Chromium for the browser tests (and the emoji font for later tabs), when missing.
-if ! [ -x /usr/bin/chromium ]; then
+# Debian's Chromium for the browser tests, the emoji font and names for the base set: apt only when one is missing.
+if ! dpkg -s chromium fonts-noto-color-emoji unicode-data >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q chromium fonts-noto-color-emoji unicode-data

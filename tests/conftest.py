@@ -1,9 +1,49 @@
+"""Shared by every test: offline settings, where artifacts go, a free port, and the app launched once per run."""
+
 import os
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class LaunchedApp:
+    url: str
+    base: str  # a tiny random model, listed beside the shipped ones as "tiny-test"
+    work: Path  # PLAYGROUND_WORK_DIR: the sessions' folders
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory) -> LaunchedApp:
+    """The app, launched once for the whole run (the API, Train and browser tests share it; each test that needs
+    its own session opens its own Client or page)."""
+    from playground.ui import build_app, launch
+
+    from tiny_checkpoint import make_tiny_checkpoint
+
+    with pytest.MonkeyPatch.context() as patch:
+        work = tmp_path_factory.mktemp("work")
+        patch.setenv("PLAYGROUND_WORK_DIR", str(work))
+        checkpoints = tmp_path_factory.mktemp("checkpoints")
+        base = make_tiny_checkpoint(checkpoints / "tiny-test")
+        patch.setenv("PLAYGROUND_CHECKPOINTS", str(checkpoints))
+        demo = build_app()
+        port = free_port()
+        launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+        yield LaunchedApp(f"http://127.0.0.1:{port}/", str(base), work)
+        demo.close()

@@ -92,3 +92,19 @@ def write_bad(folder: Path) -> dict[str, Path]:
     paths["bomb.png"].write_bytes(bomb_png())
     paths["huge.png"].write_bytes(bomb_png(9000, 5000))  # 45 MP: just over the limit, refused from the header
     return paths
+
+
+# The uploads each should load, and the ones refused with (a part of) the sentence a person reads.
+GOOD = ["photo.jpg", "photo.png", "photo.webp", "photo.bmp", "photo.tiff", "animated.gif", "transparent.png",
+        "grey.png", "palette.png", "palette_transparent.png", "sixteen_bit.png", "cmyk.jpg", "phone_rotated.jpg",
+        "wide.png", "large.jpg", "tiny.png"]
+
+BAD = {
+    "empty.png": "is empty",
+    "corrupt.jpg": "truncated or corrupt|not an image",
+    "truncated.png": "truncated or corrupt",
+    "truncated.jpg": "truncated or corrupt",
+    "notes.txt": "not an image we can read",
+    "bomb.png": "megapixels",
+    "huge.png": "megapixels",
+}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import socket
 
 import numpy as np
 import pytest
@@ -12,37 +11,16 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from image_files import write_bad, write_good
 from playground import media
-from playground.noising import get_schedule, load_x0, noise_photo
-from playground.ui import build_app, launch
-from test_images import BAD, GOOD
-from tiny_checkpoint import make_tiny_checkpoint
+from playground.diffusion.schedules import get_schedule
+from playground.services.photo_noising import load_x0, noise_photo
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from image_files import BAD, GOOD, write_bad, write_good
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory, monkeypatch_module):
-    monkeypatch_module.setenv("PLAYGROUND_WORK_DIR", str(tmp_path_factory.mktemp("work")))
-    checkpoints = tmp_path_factory.mktemp("checkpoints")
-    make_tiny_checkpoint(checkpoints / "tiny-test")
-    monkeypatch_module.setenv("PLAYGROUND_CHECKPOINTS", str(checkpoints))
-    demo = build_app()
-    port = free_port()
-    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
+def client(app):
+    return Client(app.url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +39,8 @@ def test_every_endpoint_is_named(client):
 
 
 def test_served_x_t_is_the_core_x_t_pixel_for_pixel(client, files):
-    x0_path, xt_path, eps_path, formula, strip, numbers = noise(client, files["photo.jpg"], t=400, seed=7, resolution=64)
+    x0_path, xt_path, eps_path, formula, strip, numbers = noise(client, files["photo.jpg"], t=400, seed=7,
+                                                                resolution=64)
     schedule = get_schedule("cosine", 1000)
     expected = noise_photo(load_x0(files["photo.jpg"], 64), schedule, 400, 7)
     served = Image.open(xt_path).convert("RGB")
@@ -75,7 +54,8 @@ def test_served_x_t_is_the_core_x_t_pixel_for_pixel(client, files):
 
 def test_noise_step_is_the_slider_part_of_noise(client, files):
     full = noise(client, files["photo.png"], t=321, seed=3)
-    step = client.predict(handle_file(str(files["photo.png"])), "cosine", 1000, 321, 3, 64, False, api_name="/noise_step")
+    step = client.predict(handle_file(str(files["photo.png"])), "cosine", 1000, 321, 3, 64, False,
+                          api_name="/noise_step")
     assert np.array_equal(np.asarray(Image.open(full[1])), np.asarray(Image.open(step[0])))
     assert step[1] == full[3] and step[2] == full[5]
 
@@ -111,6 +91,7 @@ def test_bad_uploads_get_a_sentence_and_the_app_stays_up(client, files):
     (dict(schedule="cosin"), "cosin"),  # Gradio's Dropdown refuses it before our handler
     (dict(T=5), "less than minimum value 10"),  # the slider's own bounds check
     (dict(seed=-3), "less than minimum value 0"),
+    (dict(seed=2**63), "The seed must be between 0 and 9223372036854775807"),  # ours: past Gradio's checks
 ])
 def test_bad_settings_get_a_sentence(client, files, args, message):
     with pytest.raises(AppError, match=message):
@@ -156,6 +137,7 @@ def test_gif_of_the_forward_process(client, files):
         client.predict(handle_file(str(files["notes.txt"])), "linear", 1000, 0, 64, False, api_name="/noise_gif")
 
 
+@pytest.mark.slow
 def test_toy_lab_through_the_api(client, files):
     forward, *_ = client.predict("moons", None, "linear", api_name="/toy_data")
     frames = json.loads(forward["plot"])["layout"]["meta"]["playground_frames"]
@@ -179,10 +161,8 @@ def test_toy_sample_before_training_says_what_to_do(client):
         fresh.predict("dpmpp", 20, 0, api_name="/toy_sample")
 
 
-def test_sample_streams_the_steps_then_the_animation(client):
-    from playground.sampling import available_checkpoints
-
-    path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
+def test_sample_streams_the_steps_then_the_animation(client, app):
+    path = app.base
     job = client.submit(path, "ddim", 12, 4, 3, 0.0, api_name="/sample")
     outputs = list(job)  # every streamed update: the first step at once, then at most a few a second, then the end
     statuses = [out[2] for out in outputs]
@@ -201,8 +181,8 @@ def test_sample_streams_the_steps_then_the_animation(client):
         assert sum(1 for _ in video.decode(video=0)) >= 13
 
 
-def test_sample_stop_keeps_the_animation_so_far(client):
-    from playground.sampling import available_checkpoints
+def test_sample_stop_keeps_the_animation_so_far(client, app):
+    from playground.services.image_sampling import available_checkpoints
 
     session = Client(client.src, verbose=False)
     path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
@@ -217,10 +197,8 @@ def test_sample_stop_keeps_the_animation_so_far(client):
         assert 1 <= picture.n_frames < 60
 
 
-def test_sample_refuses_bad_settings_with_a_sentence(client):
-    from playground.sampling import available_checkpoints
-
-    path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
+def test_sample_refuses_bad_settings_with_a_sentence(client, app):
+    path = app.base
     with pytest.raises(AppError, match="less than minimum value 1"):  # the slider's own check
         client.predict(path, "ddim", 0, 4, 3, 0.0, api_name="/sample")
     with pytest.raises(AppError, match="greater than maximum value 64"):
@@ -229,6 +207,7 @@ def test_sample_refuses_bad_settings_with_a_sentence(client):
         client.predict("/etc", "ddim", 10, 4, 3, 0.0, api_name="/sample")
 
 
+@pytest.mark.slow
 def test_toy_stop_keeps_the_weights_trained_so_far(client):
     session = Client(client.src, verbose=False)
     session.predict("gmm", None, "linear", api_name="/toy_data")

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import ARTIFACTS
 from image_files import write_bad, write_good
-from test_app import free_port
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
 # As root, on a machine with no network: no sandbox, and no background calls home.
@@ -21,18 +22,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from playground.ui import build_app, launch
-    from tiny_checkpoint import make_tiny_checkpoint
-
-    checkpoints = tmp_path_factory.mktemp("checkpoints")
-    make_tiny_checkpoint(checkpoints / "tiny-test")
-    os.environ["PLAYGROUND_CHECKPOINTS"] = str(checkpoints)  # listed after any shipped model
-    demo = build_app()
-    port = free_port()
-    launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+def app_url(app):
+    return app.url
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Checkpoints: diffusers folders that DDPMPipeline loads; safetensors only; foreign folders load as is."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,8 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from playground.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
 from playground.cli import main
-from playground.sampling import generate, get_checkpoint
+from playground.services.image_sampling import generate, get_checkpoint
+
 from tiny_checkpoint import make_tiny_checkpoint
 
 
@@ -23,7 +25,8 @@ def test_ddpm_pipeline_loads_our_checkpoint_and_agrees_on_the_model(tiny):
     ours = load_checkpoint(tiny)
     assert pipeline.scheduler.config.beta_schedule == "squaredcos_cap_v2"
     assert pipeline.scheduler.config.prediction_type == ours.prediction_type == "v_prediction"
-    torch.testing.assert_close(pipeline.scheduler.alphas_cumprod, ours.schedule.alphas_cumprod.float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(pipeline.scheduler.alphas_cumprod, ours.schedule.alphas_cumprod.float(), atol=1e-6,
+                               rtol=0)
     x, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 900])
     with torch.no_grad():
         torch.testing.assert_close(pipeline.unet(x, t).sample, ours.unet(x, t).sample)
@@ -71,7 +74,8 @@ def test_same_seed_same_images_and_every_step_streams(tiny):
 def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
     out = tmp_path / "out"
     assert main(["sample", "--checkpoint", str(tiny), "--sampler", "ddim", "--steps", "8", "--n", "5",
-                 "--seed", "1", "--out", str(out), "--gif", str(tmp_path / "a.gif"), "--mp4", str(tmp_path / "a.mp4")]) == 0
+                 "--seed", "1", "--out", str(out), "--gif", str(tmp_path / "a.gif"),
+                 "--mp4", str(tmp_path / "a.mp4")]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["grid.png"] + [f"sample_{i:03d}.png" for i in range(5)]
     from PIL import Image
 
@@ -89,31 +93,36 @@ def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
 
 def test_training_resumes_exactly_and_warm_starts(tmp_path):
     """Stop at step 5 and resume to 10 == 10 straight; a warm start carries the step count and weights on."""
+    from playground.data.dataset import dataset_from_uint8
     from playground.diffusion.training import TrainConfig
     from playground.models import PRESETS
-    from playground.runs import dataset_from_uint8, run_training
+    from playground.services.training_runs import RunFolder, RunSpec, run_training
 
     images = (np.random.default_rng(0).random((20, 8, 8, 3)) * 255).astype(np.uint8)
     dataset = dataset_from_uint8("random", images)
     config = TrainConfig(steps=10, batch_size=4, warmup_steps=2)
-    straight = run_training(tmp_path / "straight", dataset, PRESETS["tiny"], config, preview_every=5)
+    spec = RunSpec(config, model=PRESETS["tiny"], preview_every=1000)
+    straight = run_training(tmp_path / "straight", dataset, dataclasses.replace(spec, preview_every=5))
     done = [0]
-    run_training(tmp_path / "stopped", dataset, PRESETS["tiny"], config, preview_every=1000,
-                 on_event=lambda e: done.__setitem__(0, e.step), should_stop=lambda: done[0] >= 5)
-    assert json.loads((tmp_path / "stopped" / "checkpoint" / "playground.json").read_text())["steps"] == 5
-    resumed = run_training(tmp_path / "stopped", dataset, PRESETS["tiny"], config, preview_every=1000)
+    run_training(tmp_path / "stopped", dataset, spec, on_event=lambda e: done.__setitem__(0, e.step),
+                 should_stop=lambda: done[0] >= 5)
+    stopped = RunFolder(tmp_path / "stopped")
+    assert stopped.checkpoint_step() == 5 and stopped.can_resume() and len(stopped.losses()) == 5
+    resumed = run_training(stopped.path, dataset, spec)
+    assert stopped.checkpoint_step() == 10 and len(stopped.losses()) == 10  # the log goes on, no restart from 0
     a, b = load_checkpoint(straight).unet.state_dict(), load_checkpoint(resumed).unet.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit: weights, optimizer, EMA and RNG restored
-    assert sorted(p.name for p in (tmp_path / "straight" / "samples").iterdir()) == ["step_000005.png", "step_000010.png"]
+    previews = sorted(p.name for p in (tmp_path / "straight" / "samples").iterdir())
+    assert previews == ["step_000005.png", "step_000010.png"]
 
     longer = TrainConfig(steps=12, batch_size=4, warmup_steps=2)
-    warm = run_training(tmp_path / "warm", dataset, PRESETS["tiny"], longer, preview_every=1000, init_from=straight)
+    warm = run_training(tmp_path / "warm", dataset, dataclasses.replace(spec, config=longer, init_from=straight))
     info = json.loads((warm / "playground.json").read_text())
     assert info["steps"] == 12 and len(info["loss_history_full"]) == 12
 
 
 def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
-    from playground.sampling import SHIPPED
+    from playground.services.image_sampling import SHIPPED
 
     shipped = list_checkpoints(SHIPPED)
     assert shipped, "checkpoints/ should ship at least one model"

@@ -12,11 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from image_files import photo, write_bad
-from playground import finetune
 from playground.cli import main as cli_main
-from playground.diffusion.training import TrainConfig, augment, draw_batch
-from playground.runs import dataset_from_uint8
+from playground.data.augment import augment, augmenter
+from playground.data.dataset import dataset_from_uint8
+from playground.diffusion.training import TrainConfig, draw_batch
+from playground.services import finetuning
+
+from image_files import photo, write_bad
 from tiny_checkpoint import make_tiny_checkpoint
 
 
@@ -33,10 +35,14 @@ def six_photos(tmp_path_factory) -> Path:
     return folder
 
 
-def photos_array(folder: Path, resolution: int = 8) -> np.ndarray:
-    photos, problems = finetune.load_photos(sorted(folder.iterdir()))
+def images(folder: Path) -> list:
+    photos, problems = finetuning.load_photos(sorted(folder.iterdir()))
     assert not problems
-    return finetune.photos_array([image for _, image in photos], resolution)
+    return [image for _, image in photos]
+
+
+def photos_array(folder: Path, resolution: int = 8) -> np.ndarray:
+    return finetuning.photos_array(images(folder), resolution)
 
 
 # --- augmentation and batches ---
@@ -50,9 +56,9 @@ def test_augment_with_everything_off_is_the_identity():
 def test_flip_only_mirrors_some_images_exactly():
     x = torch.rand(64, 3, 8, 8) * 2 - 1
     out = augment(x, torch.Generator().manual_seed(0), TrainConfig(hflip=True))
-    mirrored = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x)]
-    same = [torch.equal(o, i) for o, i in zip(out, x)]
-    assert all(m or s for m, s in zip(mirrored, same))
+    mirrored = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)]
+    same = [torch.equal(o, i) for o, i in zip(out, x, strict=True)]
+    assert all(m or s for m, s in zip(mirrored, same, strict=True))
     assert 16 < sum(mirrored) < 48  # about half
 
 
@@ -74,7 +80,7 @@ def test_prior_fraction_sets_the_share_of_each_batch():
     data = torch.full((10, 3, 4, 4), -1.0)
     prior = torch.full((7, 3, 4, 4), 1.0)
     config = TrainConfig(batch_size=20, prior_fraction=0.25, hflip=False)
-    batch = draw_batch(data, torch.Generator().manual_seed(0), config, prior)
+    batch = draw_batch(data, torch.Generator().manual_seed(0), config, prior, augmenter(config))
     assert batch.shape[0] == 20
     assert int((batch.mean(dim=(1, 2, 3)) > 0).sum()) == 5
     assert int((draw_batch(data, torch.Generator(), replace(config, prior_fraction=0.0), prior).mean((1, 2, 3)) > 0)
@@ -85,22 +91,22 @@ def test_prior_fraction_sets_the_share_of_each_batch():
 
 def test_square_modes(six_photos):
     image = photo(120, 60)
-    assert finetune.square(image, "center").size == (60, 60)
-    padded = finetune.square(image, "pad")
+    assert finetuning.square(image, "center").size == (60, 60)
+    padded = finetuning.square(image, "pad")
     assert padded.size == (120, 120) and padded.getpixel((0, 0)) == (255, 255, 255)
     with pytest.raises(ValueError):
-        finetune.square(image, "stretch")
+        finetuning.square(image, "stretch")
     assert photos_array(six_photos, 8).shape == (6, 8, 8, 3)
 
 
 def test_bad_files_are_named_and_good_ones_kept(tmp_path, six_photos):
     bad = write_bad(tmp_path)
-    photos, problems = finetune.load_photos([*sorted(six_photos.iterdir()), *bad.values()])
+    photos, problems = finetuning.load_photos([*sorted(six_photos.iterdir()), *bad.values()])
     assert len(photos) == 6
     assert len(problems) == len(bad)
     assert all(isinstance(p, str) and p.endswith(".") and "Traceback" not in p for p in problems)
     with pytest.raises(ValueError, match="no photos"):
-        finetune.photos_array([], 8)
+        finetuning.photos_array([], 8)
 
 
 # --- training ---
@@ -108,33 +114,36 @@ def test_bad_files_are_named_and_good_ones_kept(tmp_path, six_photos):
 def quick_config(base, **overrides) -> TrainConfig:
     settings = dict(steps=120, batch_size=12, lr=1e-3, warmup_steps=5)
     settings.update(overrides)
-    return finetune.train_config("quick", finetune.load_base(base), **settings)
+    return finetuning.train_config("quick", finetuning.load_base(base), **settings)
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_tiny_fixed_set(tmp_path, tiny_base, six_photos):
-    run = finetune.prepare_run(tmp_path / "run", photos_array(six_photos), tiny_base, quick_config(tiny_base),
+    run = finetuning.start_run(tmp_path / "run", images(six_photos), tiny_base, quick_config(tiny_base),
                                preview_every=60)
     losses = []
-    finetune.train_run(run, lambda e: losses.append(e.loss))
+    finetuning.train_run(run.path, lambda e: losses.append(e.loss))
     assert len(losses) == 120
     assert np.mean(losses[-30:]) < 0.7 * np.mean(losses[:30])
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000060.png", "step_000120.png"]
-    info = json.loads((run / "checkpoint" / "playground.json").read_text())
+    assert sorted(p.name for p in run.samples.iterdir()) == ["step_000060.png", "step_000120.png"]
+    assert run.losses() == pytest.approx(losses, abs=1e-5) and run.latest_preview().name == "step_000120.png"
+    info = json.loads((run.checkpoint / "playground.json").read_text())
     assert info["steps"] == 120 and info["base"] == str(tiny_base) and info["data"]["count"] == 6
 
 
+@pytest.mark.slow
 def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_base, six_photos):
     """Prior mixing and every augmentation on: resuming restores step, weights, optimizer, EMA and RNG."""
-    photos = photos_array(six_photos)
+    photos = images(six_photos)
     config = quick_config(tiny_base, steps=30, prior_fraction=0.25, crop_scale=0.8, color_jitter=0.1)
-    whole = finetune.prepare_run(tmp_path / "whole", photos, tiny_base, config)
-    finetune.train_run(whole)
-    parts = finetune.prepare_run(tmp_path / "parts", photos, tiny_base, config)
+    whole = finetuning.start_run(tmp_path / "whole", photos, tiny_base, config).path
+    finetuning.train_run(whole)
+    parts = finetuning.start_run(tmp_path / "parts", photos, tiny_base, config).path
     seen = []
-    finetune.train_run(parts, seen.append, should_stop=lambda: len(seen) >= 12)
+    finetuning.train_run(parts, seen.append, should_stop=lambda: len(seen) >= 12)
     state = json.loads((parts / "checkpoint" / "training" / "state.json").read_text())
     assert state["step"] == 12
-    finetune.train_run(parts, seen.append)
+    finetuning.train_run(parts, seen.append)
     assert [e.step for e in seen] == list(range(1, 31))
     for name in ("unet/diffusion_pytorch_model.safetensors", "training/state.safetensors"):
         a, b = load_file(str(whole / "checkpoint" / name)), load_file(str(parts / "checkpoint" / name))
@@ -143,11 +152,11 @@ def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_base, six_p
 
 
 def test_from_scratch_builds_the_default_network(tmp_path, six_photos):
-    config = finetune.train_config("quick", None, steps=2, batch_size=2)
-    run = finetune.prepare_run(tmp_path / "scratch", photos_array(six_photos, 32), None, config)
-    finetune.train_run(run)
-    assert finetune.run_settings(run)["base"] == finetune.SCRATCH
-    assert json.loads((run / "checkpoint" / "unet" / "config.json").read_text())["sample_size"] == 32
+    config = finetuning.train_config("quick", None, steps=2, batch_size=2)
+    run = finetuning.start_run(tmp_path / "scratch", images(six_photos), None, config)
+    finetuning.train_run(run.path)
+    assert finetuning.run_settings(run.path).base == finetuning.SCRATCH
+    assert json.loads((run.checkpoint / "unet" / "config.json").read_text())["sample_size"] == 32
 
 
 # --- the result ---
@@ -155,25 +164,25 @@ def test_from_scratch_builds_the_default_network(tmp_path, six_photos):
 @pytest.mark.parametrize("text, name", [("My Dog!!", "my-dog"), ("../../etc/passwd", "etc-passwd"), ("", "my-model"),
                                         ("😀", "my-model"), ("a" * 80, "a" * 40)])
 def test_sanitize_name(text, name):
-    assert finetune.sanitize_name(text) == name
+    assert finetuning.sanitize_name(text) == name
 
 
 def test_zip_and_copy_are_loadable_diffusers_folders(tmp_path, tiny_base, six_photos):
     from diffusers import DDPMPipeline
 
-    run = finetune.prepare_run(tmp_path / "run", photos_array(six_photos), tiny_base, quick_config(tiny_base, steps=2))
-    checkpoint = finetune.train_run(run)
-    archive = finetune.export_zip(checkpoint, tmp_path / "my-dog.zip")
+    run = finetuning.start_run(tmp_path / "run", images(six_photos), tiny_base, quick_config(tiny_base, steps=2))
+    checkpoint = finetuning.train_run(run.path)
+    archive = finetuning.export_zip(checkpoint, tmp_path / "my-dog.zip")
     with zipfile.ZipFile(archive) as z:
         names = z.namelist()
         assert "my-dog/unet/diffusion_pytorch_model.safetensors" in names
         assert not any("/training/" in n for n in names)
         z.extractall(tmp_path / "unzipped")
     DDPMPipeline.from_pretrained(tmp_path / "unzipped" / "my-dog")
-    copied = finetune.copy_checkpoint(checkpoint, tmp_path / "checkpoints" / "my-dog")
+    copied = finetuning.copy_checkpoint(checkpoint, tmp_path / "checkpoints" / "my-dog")
     assert not (copied / "training").exists()
     with pytest.raises(FileExistsError, match="already exists"):
-        finetune.copy_checkpoint(checkpoint, copied)
+        finetuning.copy_checkpoint(checkpoint, copied)
 
 
 # --- the command line ---

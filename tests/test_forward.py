@@ -16,7 +16,11 @@ def test_alpha_bar_decreases_and_buffers_are_consistent(name, zero_snr):
     assert torch.all(s.alphas_cumprod[1:] < s.alphas_cumprod[:-1])
     assert torch.all((s.betas > 0) & (s.betas <= 1))
     torch.testing.assert_close(s.alphas_cumprod, torch.cumprod(1 - s.betas, 0))
-    torch.testing.assert_close(s.sqrt_alphas_cumprod**2 + s.sqrt_one_minus_alphas_cumprod**2, torch.ones(1000, dtype=torch.float64))
+    # each derived buffer from the betas, recomputed here independently (a product of (1 - beta), then square roots)
+    alpha_bar = torch.tensor([math.prod(1 - b for b in s.betas.tolist()[:t + 1]) for t in range(1000)],
+                             dtype=torch.float64)
+    torch.testing.assert_close(s.sqrt_alphas_cumprod, alpha_bar.sqrt(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(s.sqrt_one_minus_alphas_cumprod, (1 - alpha_bar).sqrt(), rtol=1e-10, atol=1e-14)
     assert torch.all(s.snr[1:] < s.snr[:-1])
     # posterior variance beta-tilde lies between 0 and beta (DDPM section 3.2)
     assert torch.all(s.posterior_variance <= s.betas + 1e-12) and s.posterior_variance[0] == 0
@@ -62,7 +66,8 @@ def test_posterior_is_bayes_rule_of_the_forward_process():
     x0 = torch.tensor([[0.3, -0.7]], dtype=torch.float64)
     x_t = torch.tensor([[0.1, 0.9]], dtype=torch.float64)
     a_t, abar_prev = s.alphas[t], s.alphas_cumprod[t - 1]
-    # Gaussian product: precision = a_t/b_t + 1/(1-abar_prev); mean = var * (sqrt(a_t) x_t / b_t + sqrt(abar_prev) x0/(1-abar_prev))
+    # Gaussian product: precision = a_t/b_t + 1/(1-abar_prev);
+    # mean = var * (sqrt(a_t) x_t / b_t + sqrt(abar_prev) x0/(1-abar_prev))
     precision = a_t / s.betas[t] + 1 / (1 - abar_prev)
     mean = (a_t.sqrt() * x_t / s.betas[t] + abar_prev.sqrt() * x0 / (1 - abar_prev)) / precision
     posterior = q_posterior(s, x0, x_t, t)
@@ -84,7 +89,10 @@ def test_posterior_matches_diffusers_ddpm_variance():
 def test_noise_level_numbers():
     s = NoiseSchedule.from_name("linear", 1000)
     level = noise_level(s, 999)
-    assert level.sqrt_alpha_bar ** 2 + level.sqrt_one_minus_alpha_bar ** 2 == pytest.approx(1.0)
+    assert (level.t, level.num_timesteps) == (999, 1000)
+    assert level.beta == pytest.approx(0.02) and level.alpha_bar == pytest.approx(4.04e-5, rel=1e-2)  # DDPM's linear
+    assert level.sqrt_alpha_bar == pytest.approx(math.sqrt(float(s.alphas_cumprod[999])), rel=1e-12)
+    assert level.sqrt_one_minus_alpha_bar == pytest.approx(math.sqrt(1 - float(s.alphas_cumprod[999])), rel=1e-12)
     assert level.snr_db == pytest.approx(10 * math.log10(level.alpha_bar / (1 - level.alpha_bar)))
     with pytest.raises(ValueError, match="between 0 and 999"):
         noise_level(s, 1000)

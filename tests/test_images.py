@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from image_files import BLUE, RED, write_bad, write_good
 from playground.data.images import MAX_PIXELS, ImageError, load_image, prepare_image
-from playground.noising import load_x0
+from playground.services.photo_noising import load_x0
+
+from image_files import BAD, BLUE, GOOD, RED, write_bad, write_good
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +21,6 @@ def good(tmp_path_factory):
 def bad(tmp_path_factory):
     return write_bad(tmp_path_factory.mktemp("bad"))
 
-
-GOOD = ["photo.jpg", "photo.png", "photo.webp", "photo.bmp", "photo.tiff", "animated.gif", "transparent.png",
-        "grey.png", "palette.png", "palette_transparent.png", "sixteen_bit.png", "cmyk.jpg", "phone_rotated.jpg",
-        "wide.png", "large.jpg", "tiny.png"]
 
 
 @pytest.mark.parametrize("name", GOOD)
@@ -80,15 +77,6 @@ def test_prepare_centre_crops_wide_images(good):
     assert square.size == (64, 64)
 
 
-BAD = {
-    "empty.png": "is empty",
-    "corrupt.jpg": "truncated or corrupt|not an image",
-    "truncated.png": "truncated or corrupt",
-    "truncated.jpg": "truncated or corrupt",
-    "notes.txt": "not an image we can read",
-    "bomb.png": "megapixels",
-    "huge.png": "megapixels",
-}
 
 
 @pytest.mark.parametrize("name,message", list(BAD.items()))

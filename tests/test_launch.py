@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app import free_port
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +26,7 @@ def wait_for_page(url: str, process: subprocess.Popen, timeout: float = 90) -> s
     pytest.fail(f"{url} did not answer within {timeout} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["environment", "arguments"])
 def test_app_serves_on_the_requested_port(how):
     port = free_port()

@@ -8,8 +8,8 @@ import torch
 from PIL import Image, ImageFilter
 
 from playground import media
-from playground.jobs import JobBusy, JobRegistry
-from playground.memorisation import COPY_RATIO, memorisation_meter
+from playground.services.jobs import JobBusy, JobRegistry
+from playground.services.memorisation import COPY_RATIO, memorisation_meter
 
 
 def scene(seed: int, size: int = 96) -> Image.Image:
@@ -81,14 +81,15 @@ def test_job_registry_stops_forgets_and_refuses_a_second_run():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from playground.sampling import get_checkpoint
+    from playground.services.image_sampling import get_checkpoint
+
     from tiny_checkpoint import make_tiny_checkpoint
 
     return get_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny"))
 
 
 def test_sampling_stream_shows_the_first_step_at_once_and_stops_with_its_animation(tiny):
-    from playground.sampling import iter_sampling
+    from playground.services.image_sampling import iter_sampling
 
     updates = list(iter_sampling(tiny, "ddim", 30, 4, seed=1, show_every_s=1e9))
     assert [u.step.index for u in updates] == [0, 29] and updates[-1].done and not updates[-1].stopped
@@ -107,7 +108,7 @@ def test_sampling_stream_shows_the_first_step_at_once_and_stops_with_its_animati
     (("euler", 10, 4), "Unknown sampler"), (("ddim", 0, 4), "between 1 and T"), (("ddim", 10, 65), "between 1 and 64"),
     (("ddim", "ten", 4), "whole numbers"), (("ddim", 10, 4, 1.5), "between 0 and 1")])
 def test_sampling_settings_are_checked_in_one_place_with_a_sentence(tiny, args, message):
-    from playground.sampling import check_settings
+    from playground.services.image_sampling import check_settings
 
     with pytest.raises(ValueError, match=message):
         check_settings(tiny, *args)
@@ -168,7 +169,7 @@ def test_changing_T_keeps_t_at_the_same_fraction():
 
 
 def test_animation_frames_carry_t():
-    from playground.sampling import animation_frame, grid_picture
+    from playground.services.image_sampling import animation_frame, grid_picture
 
     x = torch.zeros(4, 3, 8, 8)
     frame = animation_frame(x, x, "t = 873 · step 3 of 25")

@@ -83,15 +83,32 @@ def test_one_step_equals_diffusers(kind, name, prediction_type, clip, extra):
         torch.testing.assert_close(a.prev_sample, b.prev_sample, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name,prediction_type,steps", [("linear", "epsilon", 20), ("cosine", "v_prediction", 10),
+                                                        ("scaled_linear", "sample", 5)])
+def test_each_dpm_solver_step_equals_diffusers_given_the_same_inputs(name, prediction_type, steps):
+    """DPM-Solver++(2M) step by step: the first (order 1), the middle (order 2, using the previous x0 prediction)
+    and the last (to sigma = 0), each from the same sample and model output as diffusers' scheduler gets."""
+    mine = ours("dpmpp", name, prediction_type, False, steps)
+    theirs = diffusers_sampler("dpmpp", name, prediction_type, False)
+    theirs.set_timesteps(steps)
+    assert theirs.timesteps.tolist() == mine.timesteps
+    g = torch.Generator().manual_seed(1)
+    for t in mine.timesteps:
+        x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64).float()
+        model_output = torch.randn(2, 3, 8, 8, generator=g)
+        a = mine.step(model_output, t, x)
+        b = theirs.step(model_output, t, x)
+        torch.testing.assert_close(a.prev_sample, b.prev_sample, atol=1e-5, rtol=1e-5)
+
+
 def tiny_unet() -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4).eval()
+    from playground.models import PRESETS, build_unet
+
+    return build_unet(PRESETS["tiny"], seed=0).eval()
 
 
 TRAJECTORIES = [
-    ("ddpm", "linear", "epsilon", True, 1000, {}),
+    pytest.param("ddpm", "linear", "epsilon", True, 1000, {}, marks=pytest.mark.slow),
     ("ddpm", "cosine", "epsilon", True, 25, {"variance": "fixed_large"}),
     ("ddim", "linear", "epsilon", True, 50, {"eta": 0.0}),
     ("ddim", "cosine", "v_prediction", False, 20, {"eta": 1.0}),
@@ -189,7 +206,7 @@ def test_iter_sample_streams_every_step_and_can_stop():
         if step.index == 4:
             break
     assert [s.index for s in steps] == [0, 1, 2, 3, 4] and steps[0].num_steps == 8
-    assert all(torch.equal(a.prev_sample, b.x_t) for a, b in zip(steps, steps[1:]))
+    assert all(torch.equal(a.prev_sample, b.x_t) for a, b in zip(steps, steps[1:], strict=False))
 
 
 def test_bad_sampler_arguments_are_refused():

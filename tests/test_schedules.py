@@ -74,11 +74,18 @@ def test_add_noise_end_to_end_against_diffusers_float32(name):
     torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=0)
 
 
-def test_add_noise_with_one_int_timestep_broadcasts():
+def test_add_noise_with_one_int_timestep_broadcasts_like_a_tensor_of_them():
     schedule = NoiseSchedule.from_name("cosine", 1000)
-    x0, noise = torch.ones(3, 3, 4, 4), torch.zeros(3, 3, 4, 4)
-    expected = schedule.sqrt_alphas_cumprod[400].float()
-    assert torch.allclose(add_noise(schedule, x0, noise, 400), expected.expand(3, 3, 4, 4))
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 3, 4, 4, generator=g), torch.randn(3, 3, 4, 4, generator=g)
+    a, s = float(schedule.sqrt_alphas_cumprod[400]), float(schedule.sqrt_one_minus_alphas_cumprod[400])
+    expected = a * x0 + s * noise  # both terms matter: neither the signal nor the noise is zero
+    torch.testing.assert_close(add_noise(schedule, x0, noise, 400), expected)
+    torch.testing.assert_close(add_noise(schedule, x0, noise, torch.full((3,), 400)), expected)
+    mixed = add_noise(schedule, x0, noise, torch.tensor([0, 400, 999]))  # one t per image
+    for i, t in enumerate([0, 400, 999]):
+        a, s = float(schedule.sqrt_alphas_cumprod[t]), float(schedule.sqrt_one_minus_alphas_cumprod[t])
+        torch.testing.assert_close(mixed[i], a * x0[i] + s * noise[i])
 
 
 def test_cosine_matches_its_closed_form_alpha_bar():

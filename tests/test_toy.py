@@ -7,16 +7,9 @@ from PIL import Image, ImageDraw
 
 from playground.cli import main
 from playground.data.images import ImageError
-from playground.data.toy import TOY_DATASETS, points_from_drawing, toy_points
-from playground.toy import (
-    TOY_TRAINING,
-    compare_samplers,
-    energy_distance,
-    gaussian_baseline,
-    new_toy_state,
-    sample_toy,
-    train_toy,
-)
+from playground.data.points import TOY_DATASETS, points_from_drawing, toy_points
+from playground.services.toy_lab import compare_samplers, energy_distance, gaussian_baseline, sample_toy
+from playground.services.toy_training import TOY_TRAINING, new_toy_state, train_toy
 
 
 @pytest.mark.parametrize("name", list(TOY_DATASETS))
@@ -62,25 +55,27 @@ def trained():
     data = toy_points("swiss_roll", 4000, seed=0)
     losses_before = []
     state = new_toy_state()
-    untrained = sample_toy(state.ema.model, "dpmpp", 20, n=1500, seed=3).points
+    untrained = sample_toy(state.ema.model, TOY_TRAINING, "dpmpp", 20, n=1500, seed=3).points
     state = train_toy(data, state, callback=lambda event, s: losses_before.append(event.loss))
     return data, state, untrained, losses_before
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_the_distance(trained):
     data, state, untrained, losses = trained
     reference = toy_points("swiss_roll", 1500, seed=1)
     assert np.mean(losses[-300:]) < 0.6 * np.mean(losses[:50])
     before = energy_distance(untrained, reference)
-    after = energy_distance(sample_toy(state.ema.model, "dpmpp", 20, n=1500, seed=3).points, reference)
+    after = energy_distance(sample_toy(state.ema.model, TOY_TRAINING, "dpmpp", 20, n=1500, seed=3).points, reference)
     assert after < before / 10
 
 
+@pytest.mark.slow
 def test_trained_model_beats_a_fitted_gaussian_and_fast_samplers_match_ddpm(trained):
     data, state, _, _ = trained
     reference = toy_points("swiss_roll", 2000, seed=1)
     gaussian = energy_distance(gaussian_baseline(data, 2000, seed=2), reference)
-    scores = {s.sampler: s for s in compare_samplers(state.ema.model, reference)}
+    scores = {s.sampler: s for s in compare_samplers(state.ema.model, TOY_TRAINING, reference)}
     assert [(s.sampler, s.steps) for s in scores.values()] == [("ddpm", 1000), ("ddim", 50), ("dpmpp", 20)]
     ddpm = scores["ddpm"].energy_distance
     assert ddpm < gaussian / 5  # measured about 11x better
@@ -90,15 +85,17 @@ def test_trained_model_beats_a_fitted_gaussian_and_fast_samplers_match_ddpm(trai
         assert scores[fast].seconds < scores["ddpm"].seconds
 
 
+@pytest.mark.slow
 def test_sampling_keeps_frames_and_trajectories(trained):
     _, state, _, _ = trained
-    result = sample_toy(state.ema.model, "ddim", 100, n=300, seed=0, max_frames=10, trajectories=5)
+    result = sample_toy(state.ema.model, TOY_TRAINING, "ddim", 100, n=300, seed=0, max_frames=10, trajectories=5)
     assert result.points.shape == (300, 2)
     assert len(result.frames) == 11 and result.frames[0][0] == TOY_TRAINING.num_timesteps and result.frames[-1][0] == 0
     assert result.trajectories.shape == (101, 5, 2)
     torch.testing.assert_close(result.trajectories[-1], result.points[:5])
 
 
+@pytest.mark.slow
 def test_toy_cli_writes_generated_and_true_points(tmp_path, capsys):
     out, truth = tmp_path / "gen.csv", tmp_path / "true.csv"
     assert main(["toy", "--dataset", "moons", "--out", str(out), "--data-out", str(truth), "--train-steps", "600",

@@ -9,8 +9,9 @@ from the same loop. Works for images (B, C, H, W) and points (B, 2) alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
 
@@ -85,7 +86,7 @@ class Sampler:
     def set_timesteps(self, num_steps: int) -> None:
         """Choose ``num_steps`` timesteps (1..T) and reset any multistep state."""
         self.timesteps = spaced_timesteps(self.schedule.num_timesteps, num_steps, self.timestep_spacing)
-        self._next = {t: s for t, s in zip(self.timesteps, self.timesteps[1:] + [-1])}
+        self._next = {t: s for t, s in zip(self.timesteps, self.timesteps[1:] + [-1], strict=True)}
 
     def prev_timestep(self, t: int) -> int:
         """The timestep after t in this run; -1 after the last (x_0 itself, alpha_bar = 1)."""
@@ -252,7 +253,9 @@ def iter_sample(
         sample = out.prev_sample
 
 
-def sample(model_fn: ModelFn, sampler: Sampler, x_T: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    model_fn: ModelFn, sampler: Sampler, x_T: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """The final sample of :func:`iter_sample`."""
     result = x_T
     for step in iter_sample(model_fn, sampler, x_T, generator):

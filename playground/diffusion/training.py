@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -58,12 +59,6 @@ def diffusion_loss(
     return per_sample.mean()
 
 
-def call_model(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """model(x_t, t) as a tensor, whether the model returns one or diffusers' output with ``.sample``."""
-    out = model(x_t, t)
-    return out.sample if hasattr(out, "sample") else out
-
-
 class EMA:
     """Exponential moving average of a model's weights, with warm-up.
 
@@ -84,7 +79,7 @@ class EMA:
         decay = self.decay()
         averaged = list(self.model.parameters())
         torch._foreach_lerp_(averaged, [p.detach() for p in model.parameters()], 1.0 - decay)  # one fused call
-        for averaged, current in zip(self.model.buffers(), model.buffers()):
+        for averaged, current in zip(self.model.buffers(), model.buffers(), strict=True):
             averaged.copy_(current)
         self.num_updates += 1
 
@@ -123,46 +118,21 @@ class TrainConfig:
         return dict(self.__dict__)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, config: TrainConfig) -> torch.Tensor:
-    """Random flips, small random-resized crops and mild colour jitter of a batch (B, 3, H, W) in [-1, 1].
-
-    Every random number comes from ``generator`` in a fixed order, so a resumed run augments as an
-    uninterrupted one would. With the defaults only the flip is on.
-    """
-    batch = x.shape[0]
-    if config.hflip:
-        flip = torch.rand(batch, generator=generator) < 0.5
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    if config.crop_scale < 1.0:
-        # a square window of side `side` (a fraction of the image) at a random place, resized back up
-        side = config.crop_scale + (1.0 - config.crop_scale) * torch.rand(batch, generator=generator)
-        corner = torch.rand(batch, 2, generator=generator) * (1.0 - side)[:, None]
-        theta = torch.zeros(batch, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = side
-        theta[:, :, 2] = (corner + side[:, None] / 2) * 2 - 1  # window centre in [-1, 1] (x, y)
-        grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
-        x = torch.nn.functional.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border",
-                                            align_corners=False)
-    if config.color_jitter > 0:
-        brightness, contrast, saturation = (
-            1.0 + config.color_jitter * (2 * torch.rand(3, batch, 1, 1, 1, generator=generator) - 1))
-        image = (x + 1) / 2 * brightness
-        mean = image.mean(dim=(1, 2, 3), keepdim=True)
-        image = (image - mean) * contrast + mean
-        gray = (0.299 * image[:, :1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3])
-        image = (image - gray) * saturation + gray
-        x = image.clamp(0, 1) * 2 - 1
-    return x
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]  # (batch, generator) -> augmented batch
 
 
 def draw_batch(data: torch.Tensor, generator: torch.Generator, config: TrainConfig,
-               prior: torch.Tensor | None = None) -> torch.Tensor:
-    """A training batch: drawn with replacement from ``data``, ``prior_fraction`` of it from ``prior``, augmented."""
+               prior: torch.Tensor | None = None, augment: Augment | None = None) -> torch.Tensor:
+    """A training batch: drawn with replacement from ``data``, ``prior_fraction`` of it from ``prior``, then augmented.
+
+    Every random number comes from ``generator`` in a fixed order (indices, then ``augment``'s), so a resumed run
+    draws what an uninterrupted one would.
+    """
     count = round(config.batch_size * config.prior_fraction) if prior is not None and len(prior) else 0
     x0 = data[torch.randint(0, data.shape[0], (config.batch_size - count,), generator=generator)]
     if count:
         x0 = torch.cat([x0, prior[torch.randint(0, prior.shape[0], (count,), generator=generator)]])
-    return augment(x0, generator, config) if x0.ndim == 4 else x0
+    return augment(x0, generator) if augment is not None else x0
 
 
 @dataclass
@@ -175,6 +145,46 @@ class TrainState:
     generator: torch.Generator
     step: int = 0
     losses: list[float] = field(default_factory=list)
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The state as flat CPU tensors (online weights, AdamW moments, RNG) and the rest as JSON-able values.
+
+        The EMA weights are not included: they are the checkpoint's own weights, saved beside these.
+        """
+        tensors = {f"model.{k}": v.detach().cpu() for k, v in self.model.state_dict().items()}
+        optimizer = self.optimizer.state_dict()
+        for index, values in optimizer["state"].items():
+            for key, value in values.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu()
+        tensors["rng"] = self.generator.get_state()
+        meta = {"step": self.step, "ema_updates": self.ema.num_updates, "param_groups": optimizer["param_groups"]}
+        return tensors, meta
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor], meta: dict, ema_weights: dict[str, torch.Tensor],
+                     losses: list[float]) -> None:
+        """Restore what :meth:`to_tensors` gave, with the EMA weights and the loss history kept beside them."""
+        self.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        optimizer_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                optimizer_state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": meta["param_groups"]})
+        self.ema.model.load_state_dict(ema_weights)
+        self.ema.model.to(next(self.model.parameters()).device)
+        self.ema.num_updates = int(meta["ema_updates"])
+        self.generator.set_state(tensors["rng"])
+        self.step = int(meta["step"])
+        self.losses = list(losses)
+
+    def warm_start(self, weights: dict[str, torch.Tensor], step: int, losses: list[float], seed: int) -> None:
+        """Start from a finished model's weights (both online and EMA), carrying its step count and losses on;
+        AdamW's moments start fresh and batches are new ones, not a replay."""
+        self.model.load_state_dict(weights)
+        self.ema.model.load_state_dict(weights)
+        self.step = self.ema.num_updates = int(step)
+        self.losses = list(losses)
+        self.generator.manual_seed(int(seed) + self.step)
 
 
 def new_train_state(model: torch.nn.Module, config: TrainConfig) -> TrainState:
@@ -200,25 +210,26 @@ def train(
     callback: Callable[[TrainEvent, TrainState], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     prior: torch.Tensor | None = None,
+    augment: Augment | None = None,
+    model_fn: ModelFn | None = None,
 ) -> TrainState:
-    """Train ``state.model`` on ``data`` ((N, C, H, W) in [-1, 1]) until config.steps or should_stop().
+    """Train ``state.model`` on ``data`` ((N, C, H, W) or (N, 2) in [-1, 1]) until config.steps or should_stop().
 
-    The model is called as model(x_t, t), returning a tensor or diffusers' output with ``.sample``.
-    Batches come from :func:`draw_batch` with ``state.generator``, so a resumed run draws what an
-    uninterrupted one would. ``prior``: images (e.g. the base model's own samples) that make up
-    ``config.prior_fraction`` of every batch. On a GPU the forward pass runs under bf16 autocast; the loss stays fp32.
+    ``model_fn(x_t, t)`` calls the model for a tensor (default: ``state.model`` itself; a diffusers UNet needs
+    ``playground.models.call_model``). Batches come from :func:`draw_batch` with ``state.generator``, so a resumed
+    run draws what an uninterrupted one would. ``prior``: images (e.g. the base model's own samples) that make up
+    ``config.prior_fraction`` of every batch; ``augment``: applied to every batch. On a GPU the forward pass runs
+    under bf16 autocast; the loss stays fp32.
     """
-    import time
-
     model = state.model.train()
-    model_fn = lambda x, t: call_model(model, x, t)  # noqa: E731
+    model_fn = model_fn or model
     device = next(model.parameters()).device
     while state.step < config.steps and not should_stop():
         started = time.perf_counter()
         lr = lr_at(state.step, config.lr, config.warmup_steps, config.steps, config.lr_min_ratio)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
-        x0 = draw_batch(data, state.generator, config, prior).to(device)
+        x0 = draw_batch(data, state.generator, config, prior, augment).to(device)
         if x0.ndim == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # GPU: bf16 matmuls

@@ -7,7 +7,7 @@ import os
 import gradio as gr
 
 from playground.data.images import MAX_FILE_BYTES
-from playground.ui import forward, sample, schedule, toy, train
+from playground.ui import forward, sample, schedule, toy_lab, train
 
 TITLE = "Diffusion Playground"
 
@@ -59,7 +59,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Train", id="train"):
                 train.build(demo, sample_checkpoint)
             with gr.Tab("2-D toy lab", id="toy"):
-                toy.build(demo)
+                toy_lab.build(demo)
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

@@ -1,16 +1,18 @@
-"""Checks shared by the tabs: turn bad values into one clear sentence for the person."""
+"""What the tabs share: toasts for bad input (one sentence, our title), session keys and folders, and the models a
+session may use (the shipped ones and its own)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
 
-from playground import workdir
-
-from playground.diffusion import BETA_SCHEDULES, NoiseSchedule
-from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
+from playground.diffusion import NoiseSchedule
 from playground.diffusion.schedules import get_schedule
+from playground.services import workdir
+from playground.services.finetuning import run_settings
+from playground.services.image_sampling import available_checkpoints
 
 MAX_SEED = 2**63 - 1
 
@@ -25,25 +27,22 @@ def bad_file(message: str) -> gr.Error:
     return problem(message, title="That file can't be used")
 
 
+def is_local() -> bool:
+    """Running on someone's own machine (not a Hugging Face Space): local folders may be read and written."""
+    return not os.environ.get("SPACE_ID") and os.environ.get("PLAYGROUND_LOCAL_FILES", "1") != "0"
+
+
 def session_key(request: gr.Request | None) -> str:
     """This browser session's key (the command line and bare API calls without one share "cli")."""
     return getattr(request, "session_hash", None) or "cli"
 
 
-def check_timesteps(num_timesteps) -> int:
-    try:
-        value = int(num_timesteps)
-    except (TypeError, ValueError):
-        raise problem(f"T must be a whole number between {MIN_TIMESTEPS} and {MAX_TIMESTEPS}.") from None
-    if not MIN_TIMESTEPS <= value <= MAX_TIMESTEPS:
-        raise problem(f"T must be between {MIN_TIMESTEPS} and {MAX_TIMESTEPS}; you asked for {value}.")
-    return value
-
-
 def get_checked_schedule(name: str, num_timesteps, zero_snr: bool = False) -> NoiseSchedule:
-    if name not in BETA_SCHEDULES:
-        raise problem(f"Unknown schedule {name!r}; choose one of {', '.join(BETA_SCHEDULES)}.")
-    return get_schedule(name, check_timesteps(num_timesteps), bool(zero_snr))
+    """The schedule, or a toast with the core's sentence (Gradio's own checks usually refuse bad values first)."""
+    try:
+        return get_schedule(name, int(num_timesteps), bool(zero_snr))
+    except (TypeError, ValueError) as error:
+        raise problem(str(error) if isinstance(error, ValueError) else "T must be a whole number.") from None
 
 
 def check_seed(seed) -> int:
@@ -71,11 +70,9 @@ def session_models(request: gr.Request | None) -> list[Path]:
 
 
 def model_label(checkpoint: Path) -> str:
-    from playground.finetune import run_settings
-
     try:
-        name = run_settings(checkpoint.parent).get("name")
-    except (OSError, ValueError):
+        name = run_settings(checkpoint.parent).name
+    except (OSError, ValueError, KeyError, TypeError):
         name = None
     return f"{name or checkpoint.parent.name} (yours)"
 
@@ -87,8 +84,6 @@ def model_label_for(path: str | None, request: gr.Request | None) -> str:
 
 def model_choices(request: gr.Request | None) -> list[tuple[str, str]]:
     """The models this session may use: its own, newest first, then the shared ones (checkpoints/, ...)."""
-    from playground.sampling import available_checkpoints
-
     return [(model_label(p), str(p)) for p in session_models(request)] + [
         (p.name, str(p)) for p in available_checkpoints()]
 

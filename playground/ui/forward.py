@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 import uuid
 from pathlib import Path
 
 import gradio as gr
 
-from playground import media, workdir
+from playground import media
 from playground.data.images import FORMATS, MAX_FILE_BYTES, MAX_PIXELS, ImageError
 from playground.diffusion import BETA_SCHEDULES
-from playground.noising import (
+from playground.services import workdir
+from playground.services.photo_noising import (
     RESOLUTIONS,
+    formula_markdown,
     forward_gif,
     forward_strip,
-    formula_markdown,
+    level_numbers,
     load_x0,
     make_noise,
     noise_photo,
@@ -33,7 +33,8 @@ INTRO = """
 The **forward process** blends a photo with Gaussian noise. At timestep *t* it has a closed form,
 so any *t* can be reached in one step: $x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon$,
 with $\\epsilon \\sim \\mathcal N(0, I)$ and $\\bar\\alpha_t$ from the schedule.
-A diffusion model learns to run this backwards. *t* counts from 0, as in diffusers: t = 0 already adds $\\beta_1$ of noise.
+A diffusion model learns to run this backwards. *t* counts from 0, as in diffusers: t = 0 already adds $\\beta_1$
+of noise.
 """
 
 
@@ -50,10 +51,7 @@ def _noised(photo, schedule_name, num_timesteps, t, seed, resolution, zero_snr):
     t = min(max(int(t), 0), schedule.num_timesteps - 1)  # a T change can race the slider: clamp
     noised = noise_photo(x0, schedule, t, seed)
     caption = formula_markdown(noised.level) + ("" if photo else "\n\n" + SHOWING_EXAMPLE)
-    # JSON has no infinities: SNR = 0 at the last step of a zero-terminal-SNR schedule is "-inf" dB.
-    numbers = {"schedule": schedule.name, **{k: v if not isinstance(v, float) or math.isfinite(v) else str(v)
-                                             for k, v in dataclasses.asdict(noised.level).items()}}
-    return noised, schedule, caption, numbers
+    return noised, schedule, caption, level_numbers(schedule, noised.level)
 
 
 def noise(

@@ -8,10 +8,9 @@ import uuid
 
 import gradio as gr
 
-from playground import workdir
 from playground.checkpoints import CheckpointError
-from playground.jobs import JobBusy, JobRegistry
-from playground.sampling import (
+from playground.services import workdir
+from playground.services.image_sampling import (
     MAX_IMAGES,
     available_checkpoints,
     check_settings,
@@ -21,6 +20,7 @@ from playground.sampling import (
     iter_sampling,
     save_animation,
 )
+from playground.services.jobs import JobBusy, JobRegistry
 from playground.ui.common import allowed_model, check_seed, model_label_for, problem, session_key
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}

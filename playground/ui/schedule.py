@@ -6,7 +6,7 @@ import gradio as gr
 
 from playground.diffusion import BETA_SCHEDULES
 from playground.plots import SUMMARY_HEADERS, schedule_figures, schedule_summary, schedule_warnings
-from playground.ui.common import check_timesteps, get_checked_schedule, problem
+from playground.ui.common import get_checked_schedule, problem
 
 EXPLAIN = """
 **β_t** is the share of the variance replaced by fresh noise at step *t*.
@@ -27,7 +27,6 @@ line stops), matching what sampling starts from.
 
 def schedule(names: list[str], num_timesteps: int, zero_snr: bool):
     """Three overlaid figures and a table of key numbers for the chosen schedules."""
-    num_timesteps = check_timesteps(num_timesteps)
     names = list(names or [])
     unknown = [n for n in names if n not in BETA_SCHEDULES]
     if unknown:

@@ -1,33 +1,29 @@
 """Train tab: fine-tune a model on a handful of your own photos, watch it learn, then sample from it.
 
-Each browser session has its own folder (playground.workdir): its photos, runs and exports live there, and
-only that session's requests can name them. Training runs in a worker thread; the event streams its progress.
+Wiring only: photos, runs, the worker thread and the meter are services.finetuning's, services.training_runs' and
+services.jobs'. Each browser session has its own folder (services.workdir); only its requests can name its files.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image
 
-from playground import finetune, media, workdir
 from playground.checkpoints import CheckpointError
-from playground.memorisation import COPY_RATIO, memorisation_meter
 from playground.models import pick_device
 from playground.plots import loss_figure
-from playground.runs import dataset_from_uint8
-from playground.sampling import SHIPPED, available_checkpoints, get_checkpoint
-from playground.ui.common import allowed_model, model_choices, problem, session_folder
+from playground.services import finetuning, workdir
+from playground.services.image_sampling import SHIPPED, available_checkpoints, get_checkpoint
+from playground.services.jobs import JobBusy, JobRegistry
+from playground.services.training_runs import RunFolder
+from playground.ui.common import allowed_model, is_local, model_choices, problem, session_folder, session_key
 
 SCRATCH_LABEL = "From scratch (random weights: needs far more steps)"
 METER_SAMPLES = 8
+JOBS = JobRegistry("training")
 
 INTRO = """
 Teach a model your own pictures. Drop in 1 to 100 photos (six of your dog is plenty); the gallery shows the
@@ -38,43 +34,15 @@ session only and are deleted 6 hours after you last used them.
 """
 
 
-def is_local() -> bool:
-    """Running on someone's own machine (not a Hugging Face Space): local folders may be read and written."""
-    return not os.environ.get("SPACE_ID") and os.environ.get("PLAYGROUND_LOCAL_FILES", "1") != "0"
-
-
-# --- stop flags, one per session ---
-
-@dataclass
-class Job:
-    stop: threading.Event = field(default_factory=threading.Event)
-    running: bool = False
-
-
-JOBS: dict[str, Job] = {}
-
-
-def job_for(request: gr.Request | None) -> Job:
-    return JOBS.setdefault(getattr(request, "session_hash", None) or "cli", Job())
-
-
 # --- photos ---
 
-def _gallery(photos: list[dict], crop: str, resolution: int) -> list[tuple[Image.Image, str]]:
-    items = []
-    for photo in photos:
-        crop_image = finetune.training_crop(Image.open(photo["path"]).convert("RGB"), resolution, crop)
-        items.append((media.zoom(crop_image, min_side=128), photo["name"]))
-    return items
-
-
 def _resolution(base: str | None, request: gr.Request | None) -> int:
-    if base and base != finetune.SCRATCH and allowed_model(base, request):
+    if base and base != finetuning.SCRATCH and allowed_model(base, request):
         try:
             return get_checkpoint(base).resolution
         except CheckpointError:
             pass
-    return finetune.base_resolution(None)
+    return finetuning.base_resolution(None)
 
 
 def _photo_summary(photos: list[dict], resolution: int) -> str:
@@ -83,26 +51,29 @@ def _photo_summary(photos: list[dict], resolution: int) -> str:
     return f"{len(photos)} photo{'s' * (len(photos) != 1)}, trained on as {resolution}×{resolution} squares."
 
 
+def _gallery(photos: list[dict], crop: str, resolution: int):
+    try:
+        return finetuning.gallery(photos, crop, resolution)
+    except ValueError as error:
+        raise problem(str(error)) from None
+
+
 def add_photos(files, photos: list[dict], crop: str, base: str, request: gr.Request):
     """Validate and keep new uploads; bad files are named in one sentence each and the rest are kept."""
     photos = list(photos or [])
     paths = [getattr(f, "name", f) for f in (files or [])]
     if not paths:
         raise problem("Drop one or more photos (JPEG, PNG, WebP...) into the box first.")
-    room = finetune.MAX_PHOTOS - len(photos)
+    room = finetuning.MAX_PHOTOS - len(photos)
     if len(paths) > room:
-        raise problem(f"That would make {len(photos) + len(paths)} photos; the limit is {finetune.MAX_PHOTOS}. "
-                       f"You can add {max(room, 0)} more.")
-    loaded, problems = finetune.load_photos(paths)
-    if not loaded:
+        raise problem(f"That would make {len(photos) + len(paths)} photos; the limit is {finetuning.MAX_PHOTOS}. "
+                      f"You can add {max(room, 0)} more.")
+    kept, problems = finetuning.keep_photos(paths, session_folder(request) / "photos")
+    if not kept:
         raise problem(problems[0] if len(problems) == 1 else
-                       f"None of the {len(paths)} files is a photo we can read. First problem: {problems[0]}")
-    folder = session_folder(request) / "photos"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, image in loaded:
-        path = folder / f"{uuid.uuid4().hex[:12]}.png"
-        image.save(path)
-        photos.append({"name": name, "path": str(path)})
+                      f"None of the {len(paths)} files is a photo we can read. First problem: {problems[0]}",
+                      title="That file can't be used")
+    photos += kept
     for sentence in problems:
         gr.Warning(f"Skipped: {sentence}")
     resolution = _resolution(base, request)
@@ -126,8 +97,8 @@ def remove_photo(photos: list[dict], selected: int | None, crop: str, base: str,
     return photos, _gallery(photos, crop, resolution), _photo_summary(photos, resolution), None
 
 
-def clear_photos(request: gr.Request):
-    return [], [], _photo_summary([], finetune.base_resolution(None)), None
+def clear_photos():
+    return [], [], _photo_summary([], finetuning.base_resolution(None)), None
 
 
 def select_photo(event: gr.SelectData) -> int:
@@ -145,172 +116,115 @@ def _base_path(base: str | None, local_base: str | None, request: gr.Request | N
         if not path.is_dir():
             raise problem(f"There is no folder {str(path)!r} on this computer.")
         return str(path)
-    if not base or base == finetune.SCRATCH:
+    if not base or base == finetuning.SCRATCH:
         return None
     if not allowed_model(base, request):
         raise problem("That starting model is not available here; pick one from the list.")
     return base
 
 
-def _eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+def _session_run(run: dict | None, request: gr.Request, needs: str) -> RunFolder:
+    """This session's latest run, if it has what is needed ("model" or "resume")."""
+    folder = RunFolder(Path(run["run_dir"])) if run and run.get("run_dir") else None
+    ready = folder is not None and (folder.has_model() if needs == "model" else folder.can_resume())
+    if not ready:
+        raise problem("Train a model first; its samples appear here." if needs == "model" else
+                      "There is no stopped run to resume in this session; press Train first.", title="One step first")
+    if session_folder(request) not in folder.path.parents:
+        raise problem("That run belongs to another session.")
+    return folder
 
 
-def _latest_preview(run_dir: Path) -> str | None:
-    previews = sorted((run_dir / "samples").glob("step_*.png"))
-    return str(previews[-1]) if previews else None
-
-
-def _follow(run_dir: Path, request: gr.Request, progress: gr.Progress, steps: int | None = None):
-    """Train ``run_dir`` in a worker thread and stream (status, loss figure, preview, result widgets)."""
-    job = job_for(request)
-    if job.running:
-        raise problem("This session is already training; Stop it first.")
-    job.stop.clear()
-    job.running = True
-    settings = finetune.run_settings(run_dir)
-    total = int(steps or settings["config"]["steps"])
-    events: list = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            finetune.train_run(run_dir, events.append, job.stop.is_set, device=pick_device(), steps=steps)
-        except BaseException as error:  # reported to the person below
-            failure.append(error)
-
-    thread = threading.Thread(target=work, daemon=True, name=f"train-{run_dir.name}")
+def _follow(run: RunFolder, request: gr.Request, progress: gr.Progress, steps: int | None = None):
+    """Train ``run`` in a worker thread and stream (status, loss figure, preview, result widgets)."""
+    total = int(steps or finetuning.run_settings(run.path).config.steps)
     started = time.perf_counter()
-    first_step = None
-    thread.start()
-    no_change = gr.skip()
+    report = finetuning.ProgressReport()
+    history = run.losses()  # a resumed run shows its whole curve
+    skip = gr.skip()
+
+    def work(job) -> None:
+        finetuning.train_run(run.path, job.events.append, job.stop.is_set, device=pick_device(), steps=steps)
+
     try:
-        while thread.is_alive():
-            thread.join(timeout=1.0)
-            if not events:
-                yield (f"Preparing… {time.perf_counter() - started:.0f} s", no_change, no_change, no_change,
-                       no_change, no_change)
+        for job in JOBS.run_in_thread(session_key(request), work):
+            if not job.events:
+                yield f"Preparing… {time.perf_counter() - started:.0f} s", skip, skip, skip, skip, skip
                 continue
-            event = events[-1]
-            if first_step is None:
-                first_step, first_time = event.step, time.perf_counter()
-            done = event.step - first_step
-            rate = done / max(time.perf_counter() - first_time, 1e-6)
-            # no estimate until a few steps give a rate: "about 0 s left" at step 1 would be false
-            left = f"about {_eta((event.total_steps - event.step) / rate)} left" if done >= 3 else "estimating time left"
+            event = job.events[-1]
             progress((event.step, event.total_steps), desc="Training", unit="steps")
-            status = (f"Step {event.step} of {event.total_steps} · loss {event.loss:.4f} · "
-                      f"{event.images_per_second:.0f} images/s · {left}")
-            losses = [e.loss for e in events]
-            figure = loss_figure(_history(run_dir, first_step - 1) + losses)
-            yield status, figure, _latest_preview(run_dir), no_change, no_change, no_change
-    finally:
-        job.stop.set()  # the person left or the event was cancelled: stop and save
-        thread.join()
-        job.running = False
-    if failure:
-        raise gr.Error(f"Training stopped with an error: {failure[0]}".split("\n")[0], title="Training failed")
-    checkpoint = run_dir / "checkpoint"
-    info = finetune.run_settings(run_dir)
-    state_step = _checkpoint_step(checkpoint)
-    stopped = state_step < total
-    name = info.get("name") or run_dir.name
+            figure = loss_figure(history[:job.events[0].step - 1] + [e.loss for e in job.events])
+            preview = run.latest_preview()
+            yield (report.line(event, time.perf_counter()), figure, str(preview) if preview else None,
+                   skip, skip, skip)
+    except JobBusy as error:
+        raise problem(str(error)) from None
+    except Exception as error:  # a real failure: say it in one line, and keep the traceback in the log
+        raise gr.Error(f"Training stopped with an error: {error}".split("\n")[0], title="Training failed") from None
+    info = finetuning.run_settings(run.path)
+    name = info.name or run.path.name
     exports = session_folder(request) / "exports"
     exports.mkdir(parents=True, exist_ok=True)
-    zip_path = finetune.export_zip(checkpoint, exports / f"{name}.zip")
-    status = (f"Stopped at step {state_step} of {total}: the latest weights are saved. **Resume** carries on from "
-              "here." if stopped else
-              f"Done: {total} steps in {_eta(time.perf_counter() - started)}. **{name}** is now in the Sample tab's "
-              "list; try it below, download it, or train more with Resume and more steps.")
-    choices = model_choices(request)
-    yield (status, loss_figure(_history(run_dir)), _latest_preview(run_dir),
+    zip_path = finetuning.export_zip(run.checkpoint, exports / f"{name}.zip")
+    done = run.checkpoint_step()
+    status = (f"Stopped at step {done} of {total}: the latest weights are saved. **Resume** carries on from here."
+              if done < total else
+              f"Done: {total} steps in {finetuning.time_left(time.perf_counter() - started)}. **{name}** is now in "
+              "the Sample tab's list; try it below, download it, or train more with Resume and more steps.")
+    preview = run.latest_preview()
+    yield (status, loss_figure(run.losses()), str(preview) if preview else None,
            gr.DownloadButton(value=str(zip_path), visible=True, label=f"Download {name}.zip"),
-           gr.Dropdown(choices=choices, value=str(checkpoint)),
-           {"run_dir": str(run_dir), "name": name})
-
-
-def _history(run_dir: Path, before_step: int | None = None) -> list[float]:
-    """The losses logged up to ``before_step`` (all without it), so a resumed run shows its whole curve."""
-    log = run_dir / "log.csv"
-    if not log.is_file() or (before_step is not None and before_step <= 0):
-        return []
-    rows = log.read_text().splitlines()[1:]
-    values = {}
-    for row in rows:
-        step, loss, *_ = row.split(",")
-        values[int(step)] = float(loss)
-    return [values[s] for s in sorted(values) if before_step is None or s <= before_step]
-
-
-def _checkpoint_step(checkpoint: Path) -> int:
-    info = checkpoint / "playground.json"
-    return int(json.loads(info.read_text()).get("steps", 0)) if info.is_file() else 0
+           gr.Dropdown(choices=model_choices(request), value=str(run.checkpoint)),
+           {"run_dir": str(run.path), "name": name})
 
 
 def train(photos: list[dict], crop: str, base: str, local_base: str, preset: str, steps, lr, batch_size, hflip: bool,
           crop_scale, color_jitter, prior_fraction, ema_max_decay, preview_every, seed, name: str,
           request: gr.Request, progress=gr.Progress()):
-    """Start a new fine-tuning run on the session's photos and stream it."""
+    """Start a new fine-tuning run on the session's photos and stream it (the form's values become one
+    TrainConfig, checked by services.finetuning.train_config, as the CLI's are)."""
     if not photos:
-        raise problem("Add at least one photo before training: drop them into the box on the left.")
-    if preset not in finetune.PRESETS:
-        raise problem(f"Unknown preset {preset!r}; choose one of {', '.join(finetune.PRESETS)}.")
+        raise problem("Add at least one photo before training: drop them into the box on the left.",
+                      title="One step first")
     base_path = _base_path(base, local_base, request)
     try:
-        checkpoint = finetune.load_base(base_path)
+        checkpoint = finetuning.load_base(base_path)
     except CheckpointError as error:
-        raise problem(str(error)) from None
+        raise problem(str(error), title="That model can't be used") from None
     try:
-        config = finetune.train_config(preset, checkpoint, steps=int(steps), lr=float(lr), batch_size=int(batch_size),
-                                       hflip=bool(hflip), crop_scale=float(crop_scale),
-                                       color_jitter=float(color_jitter), prior_fraction=float(prior_fraction),
-                                       ema_max_decay=float(ema_max_decay), seed=int(seed))
-    except (TypeError, ValueError):
-        raise problem("One of the Advanced settings is not a number; please check them.") from None
-    if not 1 <= config.steps <= 100_000 or not 1 <= config.batch_size <= 512 or not 0 < config.lr <= 0.1:
-        raise problem("Steps must be 1 to 100,000, batch 1 to 512 and the learning rate above 0 and at most 0.1.")
-    images = []
-    for photo in photos:
-        try:
-            images.append(Image.open(photo["path"]).convert("RGB"))
-        except (OSError, KeyError):
-            raise problem("Your photos have expired (sessions are cleaned after 6 hours); please add them again.") \
-                from None
-    resolution = finetune.base_resolution(checkpoint)
-    array = finetune.photos_array(images, resolution, crop)
-    name = finetune.sanitize_name(name)
+        config = finetuning.train_config(preset, checkpoint, steps=steps, lr=lr, batch_size=batch_size, hflip=hflip,
+                                         crop_scale=crop_scale, color_jitter=color_jitter,
+                                         prior_fraction=prior_fraction, ema_max_decay=ema_max_decay, seed=seed)
+        images = finetuning.open_photos(photos)
+    except ValueError as error:
+        raise problem(str(error)) from None
+    name = finetuning.sanitize_name(name)
     workdir.remove_stale()  # other sessions' folders, 6 hours after their last change
     run_dir = session_folder(request) / "runs" / f"{name}-{uuid.uuid4().hex[:6]}"
     yield ("Preparing: cropping the photos" + (" and drawing the base model's own samples for prior preservation"
                                                if config.prior_fraction > 0 and checkpoint else "") + "…",
            None, None, gr.DownloadButton(visible=False), gr.skip(), {"run_dir": str(run_dir), "name": name})
-    finetune.prepare_run(run_dir, array, base_path, config, crop, int(preview_every), name=name)
-    yield from _follow(run_dir, request, progress)
+    run = finetuning.start_run(run_dir, images, base_path, config, crop, int(preview_every or 50), name=name)
+    yield from _follow(run, request, progress)
 
 
 def resume(run: dict | None, steps, request: gr.Request, progress=gr.Progress()):
-    """Continue this session's latest run from the step it stopped at up to ``steps`` in all (optimizer, EMA restored)."""
-    run_dir = Path(run["run_dir"]) if run and run.get("run_dir") else None
-    if run_dir is None or not (run_dir / "checkpoint" / "training").is_dir():
-        raise problem("There is no stopped run to resume in this session; press Train first.")
-    if session_folder(request) not in run_dir.parents:
-        raise problem("That run belongs to another session.")
-    done = _checkpoint_step(run_dir / "checkpoint")
+    """Continue this session's latest run from where it stopped up to ``steps`` in all (optimizer, EMA restored)."""
+    folder = _session_run(run, request, needs="resume")
+    done = folder.checkpoint_step()
     try:
         target = int(steps)
     except (TypeError, ValueError):
         raise problem("Steps (under Advanced) must be a whole number.") from None
     if target <= done:
         raise problem(f"This run is at step {done}; set Steps (under Advanced) above that to train more.")
-    yield from _follow(run_dir, request, progress, steps=target)
+    yield from _follow(folder, request, progress, steps=target)
 
 
 def stop(request: gr.Request) -> str:
-    job = job_for(request)
-    if not job.running:
+    if not JOBS.is_running(session_key(request)):
         return "Nothing is training in this session."
-    job.stop.set()
+    JOBS.stop(session_key(request))
     return "Stopping after this step and saving the weights…"
 
 
@@ -318,52 +232,36 @@ def stop(request: gr.Request) -> str:
 
 def try_model(run: dict | None, request: gr.Request, progress=gr.Progress()):
     """Samples from the session's latest model, each beside its nearest training photo, and the meter's reading."""
-    run_dir = Path(run["run_dir"]) if run and run.get("run_dir") else None
-    if run_dir is None or not (run_dir / "checkpoint" / "model_index.json").is_file():
-        raise problem("Train a model first; its samples appear here.")
-    if session_folder(request) not in run_dir.parents:
-        raise problem("That run belongs to another session.")
+    folder = _session_run(run, request, needs="model")
     progress(0.1, desc="Sampling")
-    checkpoint = get_checkpoint(run_dir / "checkpoint")
-    samples = finetune.prior_images(checkpoint, count=METER_SAMPLES, seed=int(time.time()) % 100000, steps=25)
-    photos = dataset_from_uint8("photos", finetune.run_photos(run_dir)).images
-    reading = memorisation_meter(samples, photos)
-    pairs = []
-    for i, (sample, j, relative) in enumerate(zip(samples, reading.nearest.tolist(), reading.relative.tolist())):
-        copy = relative < COPY_RATIO
-        pairs.append((media.tensor_to_pil(sample), media.tensor_to_pil(photos[j]),
-                      f"{i + 1}: {'copy' if copy else 'new'} ({relative:.2f})", "#c92a2a" if copy else "#2b8a3e"))
-    return media.pairs_html(pairs), reading.sentence()
+    return finetuning.meter_view(folder.path, METER_SAMPLES, seed=int(time.time()) % 100000)
 
 
 def save_local(run: dict | None, name: str, request: gr.Request):
     """Copy the session's latest model into checkpoints/ (local runs only)."""
     if not is_local():
         raise problem("Saving into checkpoints/ works when the app runs on your own computer; use Download here.")
-    run_dir = Path(run["run_dir"]) if run and run.get("run_dir") else None
-    if run_dir is None or not (run_dir / "checkpoint" / "model_index.json").is_file():
-        raise problem("Train a model first, then save it.")
-    if session_folder(request) not in run_dir.parents:
-        raise problem("That run belongs to another session.")
-    target_name = finetune.sanitize_name(name or run.get("name"))
+    folder = _session_run(run, request, needs="model")
+    target_name = finetuning.sanitize_name(name or run.get("name"))
     try:
-        target = finetune.copy_checkpoint(run_dir / "checkpoint", SHIPPED / target_name)
+        target = finetuning.copy_checkpoint(folder.checkpoint, SHIPPED / target_name)
     except FileExistsError as error:
         raise problem(str(error)) from None
-    return (f"Saved as `checkpoints/{target.name}`: it stays after this session ends and loads with "
-            f"`DDPMPipeline.from_pretrained('checkpoints/{target.name}')`."), gr.Dropdown(choices=model_choices(request))
+    saved = (f"Saved as `checkpoints/{target.name}`: it stays after this session ends and loads with "
+             f"`DDPMPipeline.from_pretrained('checkpoints/{target.name}')`.")
+    return saved, gr.Dropdown(choices=model_choices(request))
 
 
 def refresh_choices(request: gr.Request):
     choices = model_choices(request)
-    bases = choices + [(SCRATCH_LABEL, finetune.SCRATCH)]
+    bases = choices + [(SCRATCH_LABEL, finetuning.SCRATCH)]
     return gr.Dropdown(choices=choices), gr.Dropdown(choices=bases)
 
 
 def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
     shared = [(p.name, str(p)) for p in available_checkpoints()]
-    default_base = next((v for n, v in shared if n == "emoji32"), shared[0][1] if shared else finetune.SCRATCH)
-    quick = finetune.PRESETS["quick"]
+    default_base = next((v for n, v in shared if n == "emoji32"), shared[0][1] if shared else finetuning.SCRATCH)
+    quick = finetuning.PRESETS["quick"]
     photos = gr.State([])
     selected = gr.State(None)
     run = gr.State(None)
@@ -372,7 +270,7 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
         with gr.Column(scale=1, min_width=320):
             upload = gr.File(label="Your photos: drop 1 to 100 here (JPEG, PNG, WebP, ...)", file_count="multiple",
                              elem_id="train-upload")
-            crop = gr.Radio([(label, key) for key, label in finetune.CROP_MODES.items()], value="center",
+            crop = gr.Radio([(label, key) for key, label in finetuning.CROP_MODES.items()], value="center",
                             label="Make each photo square by", elem_id="train-crop")
             photo_note = gr.Markdown("No photos yet.", elem_id="train-photo-note")
             gallery = gr.Gallery(label="What the model trains on (click one to select it)", columns=5, height=300,
@@ -381,26 +279,26 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
                 remove_button = gr.Button("Remove selected", size="sm", elem_id="train-remove")
                 clear_button = gr.Button("Remove all", size="sm")
         with gr.Column(scale=1, min_width=320):
-            base = gr.Dropdown(shared + [(SCRATCH_LABEL, finetune.SCRATCH)], value=default_base,
+            base = gr.Dropdown(shared + [(SCRATCH_LABEL, finetuning.SCRATCH)], value=default_base,
                                label="Start from", elem_id="train-base")
             local_base = gr.Textbox(label="…or a diffusers DDPM folder on this computer (path)", visible=is_local(),
                                     placeholder="/path/to/folder with unet/ and scheduler/")
-            preset = gr.Radio([(p.label, key) for key, p in finetune.PRESETS.items()], value="quick",
+            preset = gr.Radio([(p.label, key) for key, p in finetuning.PRESETS.items()], value="quick",
                               label="Preset", elem_id="train-preset")
             with gr.Accordion("Advanced", open=False):
-                steps = gr.Number(quick.steps, precision=0, label="Steps", minimum=1, maximum=100_000,
+                steps = gr.Number(quick.config.steps, precision=0, label="Steps", minimum=1, maximum=100_000,
                                   elem_id="train-steps")
-                lr = gr.Number(quick.lr, label="Learning rate (AdamW)", minimum=0)
-                batch_size = gr.Number(quick.batch_size, precision=0, label="Batch size", minimum=1, maximum=512)
-                hflip = gr.Checkbox(quick.hflip, label="Augment: mirror left-right")
-                crop_scale = gr.Slider(0.5, 1.0, value=quick.crop_scale, step=0.05,
+                lr = gr.Number(quick.config.lr, label="Learning rate (AdamW)", minimum=0)
+                batch_size = gr.Number(quick.config.batch_size, precision=0, label="Batch size", minimum=1, maximum=512)
+                hflip = gr.Checkbox(quick.config.hflip, label="Augment: mirror left-right")
+                crop_scale = gr.Slider(0.5, 1.0, value=quick.config.crop_scale, step=0.05,
                                        label="Augment: random crop keeps at least this much of the side (1: off)")
-                color_jitter = gr.Slider(0, 0.3, value=quick.color_jitter, step=0.01,
+                color_jitter = gr.Slider(0, 0.3, value=quick.config.color_jitter, step=0.01,
                                          label="Augment: colour jitter (brightness, contrast, saturation ±)")
-                prior_fraction = gr.Slider(0, 0.5, value=quick.prior_fraction, step=0.05,
+                prior_fraction = gr.Slider(0, 0.5, value=quick.config.prior_fraction, step=0.05,
                                            label="Prior preservation: share of each batch from the base's own "
                                                  "samples (keeps variety; DreamBooth's idea)")
-                ema_max_decay = gr.Slider(0.9, 0.9999, value=quick.ema_max_decay, step=0.0005,
+                ema_max_decay = gr.Slider(0.9, 0.9999, value=quick.config.ema_max_decay, step=0.0005,
                                           label="EMA decay (with warm-up)")
                 preview_every = gr.Number(quick.preview_every, precision=0, minimum=1,
                                           label="Preview samples every N steps")
@@ -436,9 +334,10 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
     clear_button.click(clear_photos, None, photo_outputs, api_name="train_clear_photos")
 
     def apply_preset(key: str):
-        p = finetune.PRESETS.get(key, quick)
-        return p.steps, p.lr, p.batch_size, p.hflip, p.crop_scale, p.color_jitter, p.prior_fraction, \
-            p.ema_max_decay, p.preview_every
+        preset = finetuning.PRESETS.get(key, quick)
+        c = preset.config
+        return (c.steps, c.lr, c.batch_size, c.hflip, c.crop_scale, c.color_jitter, c.prior_fraction,
+                c.ema_max_decay, preset.preview_every)
 
     preset.change(apply_preset, [preset], [steps, lr, batch_size, hflip, crop_scale, color_jitter, prior_fraction,
                                            ema_max_decay, preview_every], api_visibility="private")

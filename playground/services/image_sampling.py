@@ -1,4 +1,6 @@
-"""Generate images from a checkpoint, step by step: what the Sample tab streams and ``python -m playground sample`` writes.
+"""Generate images from a checkpoint, step by step: what the Sample tab streams and ``playground sample`` writes.
+
+Inference only: this module never imports the training loop.
 
 Plain values in (a checkpoint, a sampler name, steps, how many, a seed); Steps and pictures out.
 """
@@ -9,24 +11,25 @@ import functools
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from PIL import Image
 
 from playground import media
 from playground.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
-from playground.diffusion import SAMPLERS, Step, iter_sample, make_sampler
-from playground.diffusion.training import call_model
+from playground.diffusion import SAMPLERS, NoiseSchedule, Step, iter_sample, make_sampler, sample
+from playground.models import model_fn
 
-SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
 MAX_IMAGES = 64
 
 
 def checkpoint_roots() -> list[Path]:
-    """Where checkpoints are listed from: the shipped ones, then any in $PLAYGROUND_CHECKPOINTS (os.pathsep-separated)."""
+    """Where checkpoints are listed from: the shipped ones, then any in $PLAYGROUND_CHECKPOINTS (os.pathsep-separated
+    folders)."""
     extra = [Path(p) for p in os.environ.get("PLAYGROUND_CHECKPOINTS", "").split(os.pathsep) if p]
     return [SHIPPED, *extra]
 
@@ -71,7 +74,20 @@ def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, 
     sampler = make_sampler(sampler_name, checkpoint.schedule, int(steps), **kwargs)
     x_T, generator = initial_noise(checkpoint, count, seed)
     unet = checkpoint.unet
-    return iter_sample(lambda x, t: call_model(unet, x, t), sampler, x_T, generator)
+    return iter_sample(model_fn(unet), sampler, x_T, generator)
+
+
+@torch.inference_mode()
+def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str, count: int = 16, seed: int = 1234,
+            steps: int = 25) -> torch.Tensor:
+    """``count`` samples from a fixed seed with DPM-Solver++(2M), pred x_0 clipped to [-1, 1], on the CPU: the
+    training previews, the prior-preservation images and the memorisation meter's samples."""
+    resolution = unet.config.sample_size
+    generator = torch.Generator().manual_seed(seed)
+    device = next(unet.parameters()).device
+    x_T = torch.randn(count, 3, resolution, resolution, generator=generator).to(device)
+    sampler = make_sampler("dpmpp", schedule, steps, prediction_type=prediction_type, clip_sample=1.0)
+    return sample(model_fn(unet), sampler, x_T, generator).clamp(-1, 1).cpu()
 
 
 def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:
@@ -179,9 +195,8 @@ def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count
     out_dir.mkdir(parents=True, exist_ok=True)
     if mp4 and not media.mp4_available():
         raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
-    for progress in iter_sampling(checkpoint, sampler_name, steps, count, seed, eta, show_every_s=math.inf,
-                                  animate=bool(gif or mp4)):
-        pass
+    *_, progress = iter_sampling(checkpoint, sampler_name, steps, count, seed, eta, show_every_s=math.inf,
+                                 animate=bool(gif or mp4))
     images = progress.result.clamp(-1, 1)
     for i, image in enumerate(images):
         media.tensor_to_pil(image).save(out_dir / f"sample_{i:03d}.png")

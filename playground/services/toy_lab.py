@@ -1,29 +1,27 @@
-"""The 2-D toy lab: train a small MLP denoiser on a point cloud in seconds, sample it, measure it.
+"""The 2-D toy lab's inference: sample a trained point-cloud denoiser, animate it, measure it.
 
-The same core as the images: NoiseSchedule, add_noise, the samplers and the training loop; only the data
-(points (N, 2)) and the network (ToyMLP) differ. Shared by the Toy tab and ``python -m playground toy``.
+The same core as the images: NoiseSchedule, add_noise and the samplers; only the data (points (N, 2)) and the
+network (ToyMLP) differ. Training lives in services.toy_training; this module never imports the training loop.
+Shared by the toy lab tab and ``python -m playground toy``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from playground.diffusion import NoiseSchedule, add_noise, iter_sample, make_sampler
 from playground.diffusion.schedules import get_schedule
-from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, call_model, new_train_state, train
-from playground.models import ToyConfig, ToyMLP
+from playground.models import model_fn
 
-# Measured on the 2-core CPU: about 10 s for 3,000 steps of 256 points (see README).
-TOY_TRAINING = TrainConfig(
-    steps=3000, batch_size=256, lr=3e-3, warmup_steps=100, lr_min_ratio=0.05, weight_decay=0.0, grad_clip=1.0,
-    ema_max_decay=0.995, prediction_type="epsilon", min_snr_gamma=None, schedule="linear", num_timesteps=1000,
-    hflip=False, seed=0,
-)
+if TYPE_CHECKING:  # for the annotation only: importing the training module at run time would pull in the loop
+    from playground.diffusion.training import TrainConfig
+
 COMPARE = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
 
 
@@ -57,25 +55,6 @@ def gaussian_baseline(data: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     return (mean + z @ torch.linalg.cholesky(covariance).T).float()
 
 
-def new_toy_state(config: TrainConfig = TOY_TRAINING, model_config: ToyConfig = ToyConfig()) -> TrainState:
-    torch.manual_seed(config.seed)
-    return new_train_state(ToyMLP(model_config), config)
-
-
-def train_toy(
-    data: torch.Tensor,
-    state: TrainState | None = None,
-    config: TrainConfig = TOY_TRAINING,
-    callback: Callable[[TrainEvent, TrainState], None] | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> TrainState:
-    """Train (or continue training) the toy denoiser on ``data`` (N, 2)."""
-    state = state or new_toy_state(config)
-    schedule = get_schedule(config.schedule, config.num_timesteps)
-    with one_thread():
-        return train(state, data, schedule, config, callback, should_stop)
-
-
 @dataclass(frozen=True)
 class ToySample:
     points: torch.Tensor  # (n, 2) the result
@@ -86,10 +65,13 @@ class ToySample:
 
 @torch.inference_mode()
 def sample_toy(
-    model: torch.nn.Module, sampler_name: str, steps: int, n: int = 2000, seed: int = 0, max_frames: int = 40,
-    trajectories: int = 12, config: TrainConfig = TOY_TRAINING,
+    model: torch.nn.Module, config: TrainConfig, sampler_name: str, steps: int, n: int = 2000, seed: int = 0,
+    max_frames: int = 40, trajectories: int = 12,
 ) -> ToySample:
-    """Sample ``n`` points with a sampler from the shared core, keeping frames for an animation."""
+    """Sample ``n`` points with a sampler from the shared core, keeping frames for an animation.
+
+    ``config``: how the model was trained (its schedule and prediction target).
+    """
     schedule = get_schedule(config.schedule, config.num_timesteps)
     sampler = make_sampler(sampler_name, schedule, steps, prediction_type=config.prediction_type)
     generator = torch.Generator().manual_seed(int(seed))
@@ -101,7 +83,7 @@ def sample_toy(
     started = time.perf_counter()
     result = x_T
     with one_thread():
-        for step in iter_sample(lambda x, t: call_model(model, x, t), sampler, x_T, generator):
+        for step in iter_sample(model_fn(model), sampler, x_T, generator):
             result = step.prev_sample
             paths.append(result[:trajectories])
             if step.index in keep:
@@ -109,7 +91,8 @@ def sample_toy(
     return ToySample(result, frames, torch.stack(paths), time.perf_counter() - started)
 
 
-def forward_frames(data: torch.Tensor, schedule: NoiseSchedule, count: int = 25, seed: int = 0) -> list[tuple[int, torch.Tensor]]:
+def forward_frames(data: torch.Tensor, schedule: NoiseSchedule, count: int = 25,
+                   seed: int = 0) -> list[tuple[int, torch.Tensor]]:
     """x_t of the whole cloud at ``count`` evenly spaced t, one fixed eps per point (so points move smoothly)."""
     eps = torch.randn(data.shape, generator=torch.Generator().manual_seed(seed))
     steps = torch.linspace(0, schedule.num_timesteps - 1, count).round().long().tolist()
@@ -124,11 +107,14 @@ class SamplerScore:
     seconds: float
 
 
-def compare_samplers(model: torch.nn.Module, reference: torch.Tensor, n: int = 2000, seed: int = 0,
-                     runs: tuple[tuple[str, int], ...] = COMPARE) -> list[SamplerScore]:
-    """Energy distance to fresh true points, and wall time, for each (sampler, steps), from the same noise."""
+def compare_samplers(model: torch.nn.Module, config: TrainConfig, reference: torch.Tensor, n: int = 2000,
+                     seed: int = 0, runs: tuple[tuple[str, int], ...] = COMPARE) -> list[SamplerScore]:
+    """Energy distance to fresh true points, and wall time, for each (sampler, steps), from the same noise.
+
+    Steps beyond the model's T are cut to T."""
     scores = []
     for name, steps in runs:
-        result = sample_toy(model, name, steps, n=n, seed=seed, max_frames=1, trajectories=0)
+        steps = min(steps, config.num_timesteps)
+        result = sample_toy(model, config, name, steps, n=n, seed=seed, max_frames=1, trajectories=0)
         scores.append(SamplerScore(name, steps, energy_distance(result.points, reference), result.seconds))
     return scores

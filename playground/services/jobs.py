@@ -9,6 +9,8 @@ that forgets a job as soon as it ends.
     jobs.stop(session)               # from another request: the work stops at its next check
 
 A Stop pressed while the work still waits in the queue is kept, so the work stops as soon as it starts.
+:meth:`JobRegistry.run_in_thread` also owns a worker thread, for work (training) that reports events while a viewer
+polls them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 STALE_SECONDS = 3600.0  # a prepared job that never started is forgotten after this
 
@@ -31,6 +33,7 @@ class Job:
     stop: threading.Event = field(default_factory=threading.Event)
     running: bool = False
     created: float = field(default_factory=time.monotonic)
+    events: list = field(default_factory=list)  # what the work reports, newest last (run_in_thread)
 
 
 class JobRegistry:
@@ -65,6 +68,35 @@ class JobRegistry:
                 job.running = False
                 if self._jobs.get(key) is job:
                     del self._jobs[key]
+
+    def run_in_thread(self, key: str, work: Callable[[Job], object], poll_s: float = 1.0) -> Iterator[Job]:
+        """Run ``work(job)`` in a worker thread as ``key``'s job and yield the job about every ``poll_s`` while it
+        runs (``work`` appends to ``job.events`` and checks ``job.stop``).
+
+        However the loop ends (the work finished, or the viewer went away and closed this generator), the work is
+        asked to stop and joined, so whatever it saves is saved. An exception in the work is raised here.
+        """
+        with self.run(key) as job:
+            failures: list[BaseException] = []
+
+            def target() -> None:
+                try:
+                    work(job)
+                except BaseException as error:  # handed to the viewer below
+                    failures.append(error)
+
+            thread = threading.Thread(target=target, daemon=True, name=f"{self.kind}-{key}")
+            thread.start()
+            try:
+                while thread.is_alive():
+                    thread.join(timeout=poll_s)
+                    if thread.is_alive():
+                        yield job
+            finally:
+                job.stop.set()
+                thread.join()
+            if failures:
+                raise failures[0]
 
     def stop(self, key: str) -> bool:
         """Ask ``key``'s job to stop; True if one is running or waiting to start."""

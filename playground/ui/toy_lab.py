@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import gradio as gr
 
 from playground.data.images import ImageError
-from playground.data.toy import TOY_DATASETS, points_from_drawing, toy_points
+from playground.data.points import TOY_DATASETS, points_from_drawing, toy_points
 from playground.diffusion import BETA_SCHEDULES, SAMPLERS
 from playground.diffusion.schedules import get_schedule
 from playground.plots import frame_of, loss_figure, toy_forward_figure, toy_reverse_figure
-from playground.toy import (
-    COMPARE,
-    TOY_TRAINING,
-    compare_samplers,
-    energy_distance,
-    forward_frames,
-    gaussian_baseline,
-    new_toy_state,
-    sample_toy,
-    train_toy,
-)
+from playground.services.toy_lab import compare_samplers, energy_distance, forward_frames, gaussian_baseline, sample_toy
+from playground.services.toy_training import TOY_TRAINING, toy_config, train_toy_in_chunks
 from playground.ui.common import bad_file, problem
 
 DRAWING = "your drawing"
@@ -86,22 +76,18 @@ def toy_data(dataset: str, drawing: str | None, schedule_name: str, model: dict 
 def toy_train(data: dict | None, schedule_name: str, steps: int, progress=gr.Progress()):
     """Train a fresh model on the cloud; stream the loss curve. Stop keeps the latest weights."""
     if not data:
-        raise problem("Pick a dataset first.")
-    steps = int(steps)
-    if not 100 <= steps <= 20000:
-        raise problem("Training steps must be between 100 and 20000.")
-    config = dataclasses.replace(TOY_TRAINING, steps=steps, schedule=schedule_name)
-    state = new_toy_state(config)
-    model = {"state": state, "config": config, "key": data["key"], "reference": data["reference"],
-             "points": data["points"]}
+        raise problem("Pick a dataset first.", title="One step first")
+    try:
+        config = toy_config(steps, schedule_name)
+    except ValueError as error:
+        raise problem(str(error)) from None
     started = time.perf_counter()
-    chunk = max(50, steps // 40)
-    while state.step < steps:
-        boundary = state.step + chunk
-        train_toy(data["points"], state, config, should_stop=lambda: state.step >= boundary)
-        progress(state.step / steps, desc=f"step {state.step}/{steps}")
-        recent = state.losses[-chunk:]
-        status = (f"Step {state.step} of {steps} · loss {sum(recent) / len(recent):.3f} · "
+    for state in train_toy_in_chunks(data["points"], config):
+        model = {"state": state, "config": config, "key": data["key"], "reference": data["reference"],
+                 "points": data["points"]}
+        progress(state.step / config.steps, desc=f"step {state.step}/{config.steps}")
+        recent = state.losses[-100:]
+        status = (f"Step {state.step} of {config.steps} · loss {sum(recent) / len(recent):.3f} · "
                   f"{time.perf_counter() - started:.1f} s")
         yield loss_figure(state.losses), status, model
     yield loss_figure(state.losses), f"{status} · done: trained on {_describe(data['key'])}. Now press Sample.", model
@@ -126,7 +112,7 @@ def toy_sample(model: dict | None, data: dict | None, sampler: str, steps: int, 
     steps = int(steps)
     if not 1 <= steps <= config.num_timesteps:
         raise problem(f"Steps must be between 1 and {config.num_timesteps}.")
-    result = sample_toy(model["state"].ema.model, sampler, steps, n=NUM_REFERENCE, seed=int(seed), config=config)
+    result = sample_toy(model["state"].ema.model, config, sampler, steps, n=NUM_REFERENCE, seed=int(seed))
     distance = energy_distance(result.points, model["reference"])
     baseline = energy_distance(gaussian_baseline(model["points"], NUM_REFERENCE, seed=2), model["reference"])
     title = f"{SAMPLER_LABELS[sampler]} · {steps} steps · {result.seconds:.2f} s"
@@ -140,8 +126,8 @@ def toy_sample(model: dict | None, data: dict | None, sampler: str, steps: int, 
 def toy_compare(model: dict | None, data: dict | None, seed: int):
     """DDPM 1000, DDIM 50 and DPM-Solver++ 20 from the same noise: distance and time, with the Gaussian bar."""
     model = _check_model(model, data)
-    scores = compare_samplers(model["state"].ema.model, model["reference"], n=NUM_REFERENCE, seed=int(seed),
-                              runs=tuple((name, min(steps, model["config"].num_timesteps)) for name, steps in COMPARE))
+    scores = compare_samplers(model["state"].ema.model, model["config"], model["reference"], n=NUM_REFERENCE,
+                              seed=int(seed))
     baseline = energy_distance(gaussian_baseline(model["points"], NUM_REFERENCE, seed=2), model["reference"])
     rows = [[SAMPLER_LABELS[s.sampler], s.steps, round(s.energy_distance, 5), round(s.seconds, 3)] for s in scores]
     rows.append(["Gaussian fitted to the data", "-", round(baseline, 5), "-"])

@@ -5,7 +5,9 @@ Plain values in (a path, a schedule name, t, a seed), tensors and pictures out; 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,6 @@ from PIL import Image
 from playground import media
 from playground.data.images import load_image, prepare_image
 from playground.diffusion import NoiseLevel, NoiseSchedule, add_noise, noise_level
-from playground.diffusion.schedules import get_schedule  # noqa: F401  (the CLI imports it from here)
 
 RESOLUTIONS = (64, 128, 256)
 
@@ -69,12 +70,13 @@ def evenly_spaced_timesteps(num_timesteps: int, count: int) -> list[int]:
     return sorted(set(steps))
 
 
-def forward_strip(x0: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule, count: int = 8, cell: int = 128) -> Image.Image:
+def forward_strip(x0: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule, count: int = 8,
+                  cell: int = 128) -> Image.Image:
     """x_t at ``count`` evenly spaced t, each labelled, side by side (one batched add_noise)."""
     steps = evenly_spaced_timesteps(schedule.num_timesteps, count)
     batch = len(steps)
     x_t = add_noise(schedule, x0.expand(batch, -1, -1, -1), noise.expand(batch, -1, -1, -1), torch.tensor(steps))
-    frames = [media.label(_cell(media.tensor_to_pil(x), cell), f"t={t}") for t, x in zip(steps, x_t)]
+    frames = [media.label(_cell(media.tensor_to_pil(x), cell), f"t={t}") for t, x in zip(steps, x_t, strict=True)]
     return media.strip([media.label(_cell(media.tensor_to_pil(x0), cell), "x0")] + frames)
 
 
@@ -95,8 +97,17 @@ def forward_gif(
     for chunk in torch.split(torch.tensor(steps), 16):  # bound memory at 256 px
         batch = len(chunk)
         x_t = add_noise(schedule, x0.expand(batch, -1, -1, -1), noise.expand(batch, -1, -1, -1), chunk)
-        pictures += [media.label(_cell(media.tensor_to_pil(x), cell), f"t={int(t)}") for t, x in zip(chunk, x_t)]
+        pictures += [media.label(_cell(media.tensor_to_pil(x), cell), f"t={int(t)}")
+                     for t, x in zip(chunk, x_t, strict=True)]
     return media.save_gif(pictures, path)
+
+
+def level_numbers(schedule: NoiseSchedule, level: NoiseLevel) -> dict:
+    """The numbers of a noise level as a JSON-able dict (JSON has no infinities: SNR = 0 at the last step of a
+    zero-terminal-SNR schedule is "-inf" dB)."""
+    values = dataclasses.asdict(level)
+    return {"schedule": schedule.name,
+            **{k: v if not isinstance(v, float) or math.isfinite(v) else str(v) for k, v in values.items()}}
 
 
 def formula_markdown(level: NoiseLevel) -> str:

@@ -1,6 +1,6 @@
 """Per-session work folders outside git, and their clean-up.
 
-Everything a session writes (GIFs now; uploads and training runs later) lives under
+Everything a session writes (animations, uploaded photos, training runs, exports) lives under
 ``$PLAYGROUND_WORK_DIR`` (default: <system temp>/diffusion-playground/<session>) and is removed
 ``MAX_AGE_SECONDS`` after it was last touched.
 """

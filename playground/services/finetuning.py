@@ -1,0 +1,339 @@
+"""Fine-tune a model on a handful of your own photos: the Train tab's job and ``python -m playground train --images``.
+
+    RUN/photos.npz        the training crops, exactly as the model sees them (N, R, R, 3) uint8
+    RUN/prior.npz         the base model's own samples mixed into batches (prior preservation), if any
+    RUN/settings.json     RunSettings: base, crop mode, preview interval, name and TrainConfig (what Resume uses)
+    RUN/checkpoint/ ...   as services.training_runs writes it (diffusers folder + training state), samples/, log.csv
+
+:func:`start_run` sets a run up from photos and settings (the tab and the CLI both call it); :func:`train_run`
+trains it or continues it. Plain values in and out; no UI here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from playground import media
+from playground.checkpoints import Checkpoint, load_checkpoint
+from playground.data.dataset import dataset_from_uint8, to_uint8
+from playground.data.images import ImageError, center_crop_square, load_image
+from playground.diffusion.training import TrainConfig, TrainEvent
+from playground.models import PRESETS as MODEL_PRESETS
+from playground.services.image_sampling import get_checkpoint, preview
+from playground.services.memorisation import COPY_RATIO, memorisation_meter
+from playground.services.training_runs import RunFolder, RunSpec, run_training
+
+MAX_PHOTOS = 100
+SOURCE_SIDE = 256  # uploads are kept with their shorter side about this long; crops are made from these
+CROP_MODES = {"center": "Centre crop", "pad": "Whole picture, padded with white"}
+SCRATCH = "scratch"  # the base value that means: a fresh network, no base model
+PRIOR_COUNT = 32  # base-model samples drawn once per run for prior preservation
+MAX_STEPS, MAX_BATCH, MAX_LR = 100_000, 512, 0.1
+CHECKPOINT_EVERY_S = 120.0
+
+# What every fine-tuning recipe shares; each preset overrides a few fields of it.
+FINETUNE = TrainConfig(steps=400, batch_size=16, lr=5e-4, warmup_steps=20, ema_max_decay=0.995, hflip=True,
+                       crop_scale=0.85, color_jitter=0.05, prior_fraction=0.0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named recipe: the TrainConfig overrides it makes, how often it previews, and what it costs (its label)."""
+
+    label: str
+    config: TrainConfig
+    preview_every: int = 50
+
+
+# Measured with bench/training.py and scripts/finetune_demo.py on the 2-core development CPU (see README).
+PRESETS: dict[str, Preset] = {
+    "quick": Preset("Quick: ~3 min on a laptop CPU", FINETUNE),
+    "better": Preset("Better: ~10 min on a laptop CPU, keeps more variety",
+                     replace(FINETUNE, steps=1200, lr=2e-4, batch_size=24, prior_fraction=0.2), preview_every=150),
+    "gpu": Preset("GPU: ~4 min on a CUDA GPU, sharpest",
+                  replace(FINETUNE, steps=3000, lr=2e-4, batch_size=64, prior_fraction=0.2, ema_max_decay=0.999,
+                          warmup_steps=100), preview_every=500),
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a fine-tuning run trains: written to RUN/settings.json when it starts, read back to resume."""
+
+    base: str  # the base checkpoint folder, or SCRATCH
+    config: TrainConfig
+    crop_mode: str = "center"
+    preview_every: int = 50
+    name: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSettings:
+        values = json.loads(text)
+        return cls(**{**values, "config": TrainConfig(**values["config"])})
+
+
+# --- photos ---
+
+def square(image: Image.Image, mode: str = "center") -> Image.Image:
+    """The square a photo becomes: its centre, or the whole picture padded with white."""
+    if mode == "center":
+        return center_crop_square(image)
+    if mode != "pad":
+        raise ValueError(f"Unknown crop mode {mode!r}; choose one of {', '.join(CROP_MODES)}.")
+    side = max(image.size)
+    canvas = Image.new("RGB", (side, side), (255, 255, 255))
+    canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    return canvas
+
+
+def training_crop(image: Image.Image, resolution: int, mode: str = "center") -> Image.Image:
+    """Exactly what the model trains on: the square, resized to ``resolution``."""
+    sq = square(image, mode)
+    resample = Image.LANCZOS if sq.width > resolution else Image.BICUBIC
+    return sq.resize((resolution, resolution), resample, reducing_gap=3.0)
+
+
+def load_photo(path: str | os.PathLike) -> Image.Image:
+    """An upload as an RGB image whose shorter side is about SOURCE_SIDE; ImageError says what is wrong."""
+    image = load_image(path, max_side=SOURCE_SIDE)
+    scale = SOURCE_SIDE / min(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    return image
+
+
+def load_photos(paths: list[str | os.PathLike]) -> tuple[list[tuple[str, Image.Image]], list[str]]:
+    """Every readable photo among ``paths`` (name, image), and one sentence for each that is not."""
+    photos, problems = [], []
+    for path in paths:
+        try:
+            photos.append((Path(path).name, load_photo(path)))
+        except ImageError as error:
+            problems.append(str(error))
+    return photos, problems
+
+
+def photos_array(images: list[Image.Image], resolution: int, mode: str = "center") -> np.ndarray:
+    """(N, R, R, 3) uint8 training crops."""
+    if not images:
+        raise ValueError("There are no photos to train on; add at least one.")
+    return np.stack([np.asarray(training_crop(image, resolution, mode)) for image in images])
+
+
+def keep_photos(paths: list[str | os.PathLike], folder: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """Save every readable upload into ``folder`` as PNG: ([{"name", "path"}, ...], one sentence per bad file)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    loaded, problems = load_photos(paths)
+    kept = []
+    for name, image in loaded:
+        path = folder / f"{uuid.uuid4().hex[:12]}.png"
+        image.save(path)
+        kept.append({"name": name, "path": str(path)})
+    return kept, problems
+
+
+def open_photos(photos: list[dict]) -> list[Image.Image]:
+    """The kept photos as images; ValueError once the session's files are gone (cleaned after 6 hours)."""
+    try:
+        return [Image.open(photo["path"]).convert("RGB") for photo in photos]
+    except (OSError, KeyError):
+        raise ValueError("Your photos have expired (sessions are cleaned after 6 hours); please add them "
+                         "again.") from None
+
+
+def gallery(photos: list[dict], crop_mode: str, resolution: int, display: int = 128) -> list[tuple[Image.Image, str]]:
+    """Each kept photo as the model will see it (its training crop, enlarged crisply), with its file name."""
+    return [(media.zoom(training_crop(image, resolution, crop_mode), min_side=display), photo["name"])
+            for image, photo in zip(open_photos(photos), photos, strict=True)]
+
+
+# --- base models ---
+
+def load_base(base: str | os.PathLike | None) -> Checkpoint | None:
+    """The base checkpoint, or None for training from scratch."""
+    if base is None or str(base) == SCRATCH:
+        return None
+    return load_checkpoint(base)
+
+
+def base_resolution(base: Checkpoint | None) -> int:
+    return base.resolution if base is not None else MODEL_PRESETS["emoji32"].resolution
+
+
+def train_config(preset: str, base: Checkpoint | None, **overrides) -> TrainConfig:
+    """The preset's TrainConfig for this base (its schedule and prediction target), with overrides (None: keep).
+
+    Raises ValueError with one sentence when a setting is out of range: the one check for the tab, API and CLI.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    config = PRESETS[preset].config
+    if base is not None:
+        config = replace(config, prediction_type=base.prediction_type, schedule=base.schedule.name,
+                         num_timesteps=base.schedule.num_timesteps)
+    try:
+        config = replace(config, **{k: type(getattr(config, k))(v) for k, v in overrides.items() if v is not None})
+    except (TypeError, ValueError):
+        raise ValueError("One of the settings is not a number; please check them.") from None
+    if not (1 <= config.steps <= MAX_STEPS and 1 <= config.batch_size <= MAX_BATCH and 0 < config.lr <= MAX_LR):
+        raise ValueError(f"Steps must be 1 to {MAX_STEPS:,}, batch 1 to {MAX_BATCH} and the learning rate above 0 "
+                         f"and at most {MAX_LR}.")
+    if not (0 <= config.prior_fraction < 1 and 0 < config.crop_scale <= 1 and 0 <= config.color_jitter < 1
+            and 0 < config.ema_max_decay < 1):
+        raise ValueError("Prior share, crop, jitter and EMA decay must each be between 0 and 1.")
+    return config
+
+
+def prior_images(base: Checkpoint, count: int = PRIOR_COUNT, seed: int = 0, steps: int = 20) -> torch.Tensor:
+    """``count`` of the base model's own samples (DPM-Solver++), in [-1, 1]: what prior preservation mixes in."""
+    return preview(base.unet, base.schedule, base.prediction_type, count=count, seed=seed, steps=steps)
+
+
+# --- a run ---
+
+def start_run(run_dir: str | os.PathLike, images: list[Image.Image], base: str | os.PathLike | None,
+              config: TrainConfig, crop_mode: str = "center", preview_every: int = 50, name: str = "") -> RunFolder:
+    """Set a run up from photos and settings: the training crops, the base's prior samples and settings.json.
+
+    The one way a fine-tuning run starts, for the Train tab and ``train --images`` alike; train it with
+    :func:`train_run`.
+    """
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"Unknown crop mode {crop_mode!r}; choose one of {', '.join(CROP_MODES)}.")
+    checkpoint = load_base(base)
+    run = RunFolder(Path(run_dir))
+    run.path.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(run.path / "photos.npz", images=photos_array(images, base_resolution(checkpoint), crop_mode))
+    if checkpoint is not None and config.prior_fraction > 0:
+        np.savez_compressed(run.path / "prior.npz", images=to_uint8(prior_images(checkpoint, seed=config.seed)))
+    settings = RunSettings(str(base) if checkpoint is not None else SCRATCH, config, crop_mode, int(preview_every),
+                           name)
+    run.settings_file.write_text(settings.to_json())
+    return run
+
+
+def run_settings(run_dir: str | os.PathLike) -> RunSettings:
+    return RunSettings.from_json(RunFolder(Path(run_dir)).settings_file.read_text())
+
+
+def train_run(run_dir: str | os.PathLike, on_event: Callable[[TrainEvent], None] | None = None,
+              should_stop: Callable[[], bool] = lambda: False, device: torch.device | str = "cpu",
+              steps: int | None = None) -> Path:
+    """Train a prepared run, or continue it at the step it stopped at; returns the checkpoint folder.
+
+    ``steps`` raises (or lowers) the total; everything else comes from settings.json.
+    """
+    run = RunFolder(Path(run_dir))
+    settings = run_settings(run.path)
+    config = settings.config if steps is None else replace(settings.config, steps=int(steps))
+    photos = run_photos(run.path)
+    prior = None
+    if (run.path / "prior.npz").is_file():
+        with np.load(run.path / "prior.npz") as data:
+            prior = dataset_from_uint8("prior", data["images"]).images
+    base = load_base(settings.base)
+    spec = RunSpec(
+        config, model=MODEL_PRESETS["emoji32"] if base is None else None,
+        unet=copy.deepcopy(base.unet) if base is not None else None,
+        preview_every=settings.preview_every, preview_count=8, checkpoint_every_s=CHECKPOINT_EVERY_S,
+        info={"base": settings.base, "finetune": {"crop_mode": settings.crop_mode, "photos": len(photos)},
+              "data": {"description": f"{len(photos)} uploaded photos ({CROP_MODES[settings.crop_mode].lower()})"}})
+    return run_training(run.path, dataset_from_uint8(f"{len(photos)} photos", photos), spec, prior=prior,
+                        on_event=on_event, should_stop=should_stop, device=device)
+
+
+def run_photos(run_dir: str | os.PathLike) -> np.ndarray:
+    with np.load(Path(run_dir) / "photos.npz") as data:
+        return data["images"]
+
+
+def time_left(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+@dataclass
+class ProgressReport:
+    """Turns a run's TrainEvents into the line a person reads, with a time-left estimate once there is a rate."""
+
+    started_at_step: int | None = None
+    started_at: float = 0.0
+
+    def line(self, event: TrainEvent, now: float) -> str:
+        if self.started_at_step is None:
+            self.started_at_step, self.started_at = event.step, now
+        done = event.step - self.started_at_step
+        # no estimate until a few steps give a rate: "about 0 s left" at step 1 would be false
+        left = (f"about {time_left((event.total_steps - event.step) * (now - self.started_at) / done)} left"
+                if done >= 3 else "estimating time left")
+        return (f"Step {event.step} of {event.total_steps} · loss {event.loss:.4f} · "
+                f"{event.images_per_second:.0f} images/s · {left}")
+
+
+# --- the result ---
+
+def meter_view(run_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> tuple[str, str]:
+    """``count`` fresh samples from the run's model, each beside its nearest training photo, as captioned HTML pairs,
+    and the memorisation meter's sentence."""
+    run = RunFolder(Path(run_dir))
+    samples = prior_images(get_checkpoint(run.checkpoint), count=count, seed=seed, steps=25)
+    photos = dataset_from_uint8("photos", run_photos(run.path)).images
+    reading = memorisation_meter(samples, photos)
+    pairs = []
+    nearest, relatives = reading.nearest.tolist(), reading.relative.tolist()
+    for i, (sample, j, relative) in enumerate(zip(samples, nearest, relatives, strict=True)):
+        copy_ = relative < COPY_RATIO
+        pairs.append((media.tensor_to_pil(sample), media.tensor_to_pil(photos[j]),
+                      f"{i + 1}: {'copy' if copy_ else 'new'} ({relative:.2f})", "#c92a2a" if copy_ else "#2b8a3e"))
+    return media.pairs_html(pairs), reading.sentence()
+
+
+def sanitize_name(text: str | None, default: str = "my-model") -> str:
+    """A safe folder name: lower-case letters, digits and dashes, at most 40 characters."""
+    name = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")[:40].strip("-")
+    return name or default
+
+
+def export_zip(checkpoint_dir: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
+    """The diffusers folder (weights, configs, model card; no resume state) as a zip, written atomically."""
+    checkpoint_dir, zip_path = Path(checkpoint_dir), Path(zip_path)
+    tmp = zip_path.with_name(f".{zip_path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    root = zip_path.stem
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(checkpoint_dir.rglob("*")):
+            relative = path.relative_to(checkpoint_dir)
+            if path.is_file() and relative.parts[0] != "training":
+                archive.write(path, f"{root}/{relative.as_posix()}")
+    os.replace(tmp, zip_path)
+    return zip_path
+
+
+def copy_checkpoint(checkpoint_dir: str | os.PathLike, target: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Copy a checkpoint (without resume state) to ``target`` atomically; refuses to replace one unless asked."""
+    checkpoint_dir, target = Path(checkpoint_dir), Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"A model called {target.name!r} already exists there; choose another name.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:6]}.tmp")
+    shutil.copytree(checkpoint_dir, tmp, ignore=shutil.ignore_patterns("training"))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,211 @@
+"""A training run on disk: data in; checkpoints, preview grids and a log out; resumable at the exact step.
+
+    RUN/checkpoint/      the diffusers folder (EMA weights) plus training/ to resume from
+    RUN/samples/         a preview grid every ``preview_every`` steps (fixed seed, DPM-Solver++ 25 steps)
+    RUN/log.csv          step, loss, lr, images/s
+    RUN/settings.json    fine-tuning runs only: what Resume continues with (see services.finetuning)
+
+:class:`RunFolder` knows a run's files; :func:`run_training` trains one. Shared by ``python -m playground train``
+and the Train tab (through services.finetuning).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from playground import media
+from playground.checkpoints import load_training_state, load_weights, model_card, read_info, save_checkpoint
+from playground.data.augment import augmenter
+from playground.data.dataset import Dataset
+from playground.diffusion import NoiseSchedule
+from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, new_train_state, train
+from playground.models import ModelConfig, build_unet, count_parameters, model_fn
+from playground.services.image_sampling import preview
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one training run, and what can be read from them."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.csv"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.path / "settings.json"
+
+    def has_model(self) -> bool:
+        return (self.checkpoint / "model_index.json").is_file()
+
+    def can_resume(self) -> bool:
+        return (self.checkpoint / "training").is_dir()
+
+    def checkpoint_step(self) -> int:
+        """The step the saved checkpoint is at (0 when there is none)."""
+        return int(read_info(self.checkpoint).get("steps", 0)) if self.has_model() else 0
+
+    def latest_preview(self) -> Path | None:
+        previews = sorted(self.samples.glob("step_*.png"))
+        return previews[-1] if previews else None
+
+    def losses(self, up_to_step: int | None = None) -> list[float]:
+        """The logged loss of every step (up to ``up_to_step``), so a resumed run shows its whole curve."""
+        if not self.log.is_file() or (up_to_step is not None and up_to_step <= 0):
+            return []
+        values = {}
+        with open(self.log, newline="") as f:
+            for row in csv.DictReader(f):
+                values[int(row["step"])] = float(row["loss"])
+        return [values[s] for s in sorted(values) if up_to_step is None or s <= up_to_step]
+
+    def forget_training(self) -> None:
+        """Start over: remove the checkpoint, previews, log and prior samples (photos and settings stay)."""
+        for name in ("checkpoint", "samples", "log.csv", "prior.npz"):
+            path = self.path / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs besides its data: the recipe, the network to start from, and how often to report."""
+
+    config: TrainConfig
+    model: ModelConfig | None = None  # a fresh network of this shape, its weights drawn from config.seed
+    unet: torch.nn.Module | None = None  # ...or train this network (fine-tuning passes a copy of its base)
+    init_from: Path | None = None  # ...and without a checkpoint to resume, warm-start from this finished one
+    resume: bool = True  # continue from RUN/checkpoint when it holds a training state
+    preview_every: int = 500  # steps between preview grids
+    preview_count: int = 16
+    checkpoint_every_s: float = 600.0  # seconds between checkpoints (one is always written at the end)
+    info: dict = field(default_factory=dict)  # more playground.json content (command, hardware, base, data notes)
+
+
+def _start_state(run: RunFolder, spec: RunSpec, device: torch.device | str) -> tuple[TrainState, float, dict]:
+    """A new or restored training state, the wall time already spent, and the network's description."""
+    unet = spec.unet if spec.unet is not None else build_unet(spec.model, seed=spec.config.seed)
+    unet = unet.to(device, memory_format=torch.channels_last)
+    model_info = spec.model.to_dict() if spec.model is not None else {
+        "resolution": int(unet.config.sample_size), "channels": list(unet.config.block_out_channels)}
+    state = new_train_state(unet, spec.config)
+    saved = load_training_state(run.checkpoint) if spec.resume else None
+    if saved is not None:
+        tensors, meta = saved
+        info = read_info(run.checkpoint)
+        state.load_tensors(tensors, meta, load_weights(run.checkpoint), info.get("loss_history_full", []))
+        return state, float(info.get("wall_time_s", 0.0)), model_info
+    if spec.init_from is not None:
+        info = read_info(spec.init_from)
+        state.warm_start(load_weights(spec.init_from), info.get("steps", 0), info.get("loss_history_full", []),
+                         info.get("seed", 0))
+        return state, float(info.get("wall_time_s", 0.0)), model_info
+    return state, 0.0, model_info
+
+
+def run_training(
+    run_dir: str | Path,
+    dataset: Dataset,
+    spec: RunSpec,
+    prior: torch.Tensor | None = None,
+    on_event: Callable[[TrainEvent], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Train (or continue) the run in ``run_dir`` as ``spec`` says; returns the checkpoint folder.
+
+    Resume restores everything from RUN/checkpoint exactly. Without one, ``spec.init_from`` warm-starts: its
+    weights become both the model and the EMA, its step count and loss history carry on, and AdamW's moments start
+    fresh. ``prior``: images mixed into every batch (see core ``train``). ``on_event`` gets every step's TrainEvent.
+    """
+    run = RunFolder(Path(run_dir))
+    run.samples.mkdir(parents=True, exist_ok=True)
+    config = spec.config
+    schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
+    state, wall_before, model_info = _start_state(run, spec, device)
+    started = last_save = time.perf_counter()
+    new_log = not run.log.exists()
+    log_file = open(run.log, "a", newline="")  # noqa: SIM115 - closed in the finally below, after the last save
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(["step", "loss", "lr", "images_per_s"])
+
+    def save() -> None:
+        tensors, meta = state.to_tensors()
+        losses = state.losses
+        stride = max(1, len(losses) // 2000)
+        info = {
+            "model": model_info, "training": config.to_dict(),
+            "parameters": count_parameters(state.model),
+            "data": {"name": dataset.name, "count": dataset.count, "sha256": dataset.fingerprint},
+            "steps": state.step, "seed": config.seed,
+            "wall_time_s": wall_before + time.perf_counter() - started,
+            "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
+            "loss_history": [float(np.mean(losses[i:i + stride])) for i in range(0, len(losses), stride)],
+            "loss_history_stride": stride, "loss_history_full": losses,
+            **{k: v for k, v in spec.info.items() if k != "data"},
+        }
+        info["data"].update(spec.info.get("data", {}))  # merged, so count and sha256 stay
+        save_checkpoint(run.checkpoint, state.ema.model, config.schedule, config.num_timesteps,
+                        config.prediction_type, info, model_card(run.path.name, info), tensors, meta)
+
+    def callback(event: TrainEvent, current: TrainState) -> None:
+        nonlocal last_save
+        log.writerow([event.step, f"{event.loss:.5f}", f"{event.lr:.6g}", f"{event.images_per_second:.1f}"])
+        if on_event is not None:
+            on_event(event)
+        if event.step % spec.preview_every == 0 or event.step == event.total_steps:
+            grid = media.image_grid(preview(current.ema.model, schedule, config.prediction_type, spec.preview_count))
+            grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
+                run.samples / f"step_{event.step:06d}.png")
+        if time.perf_counter() - last_save > spec.checkpoint_every_s:
+            log_file.flush()
+            save()
+            last_save = time.perf_counter()
+
+    try:
+        train(state, dataset.images, schedule, config, callback, should_stop, prior, augment=augmenter(config),
+              model_fn=model_fn(state.model))
+    finally:
+        log_file.close()
+        save()
+    return run.checkpoint
+
+
+def resume_note(run_dir: str | Path, init_from: str | Path | None = None) -> str | None:
+    """What :func:`run_training` will start from, for a person: None for a fresh start."""
+    run = RunFolder(Path(run_dir))
+    if run.can_resume():
+        return f"resuming {run.checkpoint} at step {run.checkpoint_step()}"
+    if init_from is not None:
+        return f"warm-starting from {init_from} at step {read_info(init_from).get('steps', 0)} (fresh optimizer)"
+    return None
+
+
+def read_settings(run_dir: str | Path) -> dict:
+    return json.loads(RunFolder(Path(run_dir)).settings_file.read_text())
