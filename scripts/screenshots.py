@@ -42,12 +42,17 @@ def open_tab(page, name: str) -> None:
     page.wait_for_timeout(500)
 
 
+def set_number(page, elem_id: str, value: int) -> None:
+    """Type into a slider's number box and press Enter, as a person would."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
 def forward(page, out: Path, suffix: str) -> None:
     open_tab(page, "Forward")
     page.locator("#forward-xt img").wait_for()
-    box = page.locator("#forward-t input[type=number]")
-    box.fill("400")
-    box.press("Enter")
+    set_number(page, "forward-t", 400)
     page.wait_for_function("() => document.querySelector('#forward-formula').innerText.includes('400')")
     shoot(page, out / f"forward{suffix}.jpg")
 
@@ -61,9 +66,7 @@ def schedule(page, out: Path, suffix: str) -> None:
 def sample(page, out: Path, suffix: str) -> None:
     open_tab(page, "Sample")
     page.get_by_text("DDPM (ancestral)").click()
-    steps = page.locator("#sample-steps input[type=number]")
-    steps.fill("1000")
-    steps.press("Enter")
+    set_number(page, "sample-steps", 1000)
     page.locator("#sample-generate").click()
     page.wait_for_function("() => /Step (1[0-9]{2}|[2-9][0-9]{2}) of/.test(document.querySelector('#sample-status')"
                            ".innerText)", timeout=120_000)
@@ -73,8 +76,7 @@ def sample(page, out: Path, suffix: str) -> None:
     page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Stopped')",
                            timeout=60_000)
     page.get_by_text("DPM-Solver++(2M)").first.click()
-    steps.fill("25")
-    steps.press("Enter")
+    set_number(page, "sample-steps", 25)
     page.locator("#sample-generate").click()
     page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done')",
                            timeout=120_000)

@@ -9,7 +9,7 @@ from PIL import Image, ImageFilter
 
 from playground import media
 from playground.services.jobs import JobBusy, JobRegistry
-from playground.services.memorisation import COPY_RATIO, memorisation_meter
+from playground.services.memorisation import COPY_SIMILARITY, memorisation_meter
 
 
 def scene(seed: int, size: int = 96) -> Image.Image:
@@ -29,9 +29,15 @@ def to_tensor(pictures: list[Image.Image], side: int = 32) -> torch.Tensor:
     return torch.cat([media.pil_to_tensor(p.resize((side, side), Image.LANCZOS)) for p in pictures])
 
 
-def soft(pictures: list[Image.Image], radius: float) -> list[Image.Image]:
-    """What a fine-tuned model's soft copies look like: the photo, blurred (radius in 32 px pixels)."""
-    return [p.filter(ImageFilter.GaussianBlur(radius * p.width / 32)) for p in pictures]
+def soft(pictures: list[Image.Image], radius: float, contrast: float = 1.0) -> list[Image.Image]:
+    """What a fine-tuned model's soft copies look like: the photo blurred (radius in 32 px pixels) and, with
+    ``contrast`` < 1, washed out towards a paler grey, as samples of a half-trained model are."""
+    out = []
+    for p in pictures:
+        array = np.asarray(p.filter(ImageFilter.GaussianBlur(radius * p.width / 32))).astype(np.float32)
+        out.append(Image.fromarray(np.clip(array.mean() + (array - array.mean()) * contrast + 30 * (1 - contrast),
+                                           0, 255).astype(np.uint8)))
+    return out
 
 
 DIVERSE = [scene(seed) for seed in range(6)]
@@ -47,22 +53,25 @@ def test_meter_agrees_with_labelled_copies_and_new_images(photos):
     training = to_tensor(photos)
     exact = memorisation_meter(training, training)
     assert exact.is_copy.all() and exact.nearest.tolist() == list(range(6))
-    for radius in (0.7, 1.0, 1.5):  # soft copies are copies: the case the plain pixel distance got wrong
-        blurred = memorisation_meter(to_tensor(soft(photos, radius)), training)
-        assert blurred.is_copy.all(), (radius, blurred.relative)
+    for radius, contrast in ((0.7, 1.0), (1.5, 1.0), (1.0, 0.5)):  # soft copies: what a pixel distance got wrong
+        blurred = memorisation_meter(to_tensor(soft(photos, radius, contrast)), training)
+        assert blurred.is_copy.all(), (radius, contrast, blurred.similarity)
         assert blurred.nearest.tolist() == list(range(6))
         assert blurred.sentence().startswith("Copies: 6 of 6")
     unrelated = memorisation_meter(to_tensor(UNRELATED), training)
-    assert not unrelated.is_copy.any(), unrelated.relative
+    assert not unrelated.is_copy.any(), unrelated.similarity
     assert unrelated.sentence().startswith("New images: 8 of 8")
 
 
 def test_meter_threshold_is_the_documented_ratio():
     training = to_tensor(DIVERSE)
     reading = memorisation_meter(to_tensor(soft(DIVERSE, 1.0) + UNRELATED[:2]), training)
-    assert torch.equal(reading.is_copy, reading.relative < COPY_RATIO)
-    single = memorisation_meter(training[:1], training[:1])  # one photo: no spacing of its own
-    assert single.is_copy.all() and torch.isfinite(single.relative).all()
+    assert torch.equal(reading.is_copy, reading.similarity >= COPY_SIMILARITY)
+    assert (reading.similarity <= 1 + 1e-5).all() and (reading.similarity >= -1 - 1e-5).all()
+    single = memorisation_meter(training[:1], training[:1])  # one photo is enough
+    assert single.is_copy.all() and float(single.similarity[0]) == pytest.approx(1.0, abs=1e-5)
+    flat = memorisation_meter(torch.zeros(1, 3, 32, 32), training)  # a blank picture matches nothing
+    assert not flat.is_copy.any()
 
 
 def test_job_registry_stops_forgets_and_refuses_a_second_run():

@@ -33,7 +33,7 @@ from playground.data.images import ImageError, center_crop_square, load_image
 from playground.diffusion.training import TrainConfig, TrainEvent
 from playground.models import PRESETS as MODEL_PRESETS
 from playground.services.image_sampling import get_checkpoint, preview
-from playground.services.memorisation import COPY_RATIO, memorisation_meter
+from playground.services.memorisation import memorisation_meter
 from playground.services.training_runs import RunFolder, RunSpec, run_training
 
 MAX_PHOTOS = 100
@@ -297,11 +297,10 @@ def meter_view(run_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> tup
     photos = dataset_from_uint8("photos", run_photos(run.path)).images
     reading = memorisation_meter(samples, photos)
     pairs = []
-    nearest, relatives = reading.nearest.tolist(), reading.relative.tolist()
-    for i, (sample, j, relative) in enumerate(zip(samples, nearest, relatives, strict=True)):
-        copy_ = relative < COPY_RATIO
+    nearest, matches, copies = reading.nearest.tolist(), reading.similarity.tolist(), reading.is_copy.tolist()
+    for i, (sample, j, match, copy_) in enumerate(zip(samples, nearest, matches, copies, strict=True)):
         pairs.append((media.tensor_to_pil(sample), media.tensor_to_pil(photos[j]),
-                      f"{i + 1}: {'copy' if copy_ else 'new'} ({relative:.2f})", "#c92a2a" if copy_ else "#2b8a3e"))
+                      f"{i + 1}: {'copy' if copy_ else 'new'} (match {match:.2f})", "#c92a2a" if copy_ else "#2b8a3e"))
     return media.pairs_html(pairs), reading.sentence()
 
 

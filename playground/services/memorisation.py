@@ -1,15 +1,15 @@
 """The memorisation meter: is each sample a copy of one of the training photos, or a new image?
 
-A fine-tuned model's samples are often *soft* copies of its photos: the same picture, blurred. A plain pixel
-distance calls those far (blur changes every pixel a little), so the meter compares pictures as 8x8 block
-averages, which blur hardly changes, and judges each sample against the spacing of the photos themselves:
+A fine-tuned model's samples are often *soft* copies of its photos: the same picture, blurred, paler or darker. A
+pixel distance calls those far (blur and a contrast change move every pixel), so the meter compares *layouts*: each
+picture is reduced to 8x8 block averages (which blur hardly changes), and a sample is matched to a photo by the
+correlation of those blocks (which ignores brightness and contrast). A sample is a copy when its best match reaches
+``COPY_SIMILARITY``.
 
-    relative = d(sample, nearest photo) / d(that photo, its own nearest other photo)
-
-A sample is a copy when ``relative < COPY_RATIO``: it is much nearer to one photo than your other photos are to
-it (Carlini et al. 2023 judge an extraction the same way, against the other nearest training images). Measured
-on scikit-image's photos at 32 px: Gaussian-blurred copies (sigma up to 1.5 px) score at most 0.43 even among
-six overlapping crops of one cat; other photos score at least 0.51. Plain torch; no files, no UI.
+Measured at 32 px: Gaussian-blurred (sigma up to 2 px) and washed-out copies of scikit-image's photos match at 0.84
+or more (0.97 among six overlapping crops of one cat); other photos match at most 0.37, except the same motorcycle
+seen from its other side (0.86). Samples of a model fine-tuned 120 steps on crops of the bundled examples: the four
+a person calls copies matched 0.62 to 0.89, the four blends 0.39 to 0.50. Plain torch; no files, no UI.
 """
 
 from __future__ import annotations
@@ -19,53 +19,45 @@ from dataclasses import dataclass
 import torch
 
 COMPARE_SIDE = 8  # pictures are compared as COMPARE_SIDE x COMPARE_SIDE block averages (blur-tolerant)
-COPY_RATIO = 0.5  # nearer to a photo than half that photo's distance to its nearest other photo: a copy
-SINGLE_PHOTO_SPACING = 0.2  # the spacing assumed with one photo (typical of unrelated photos at 8x8)
+COPY_SIMILARITY = 0.6  # a sample whose layout correlates this well with one photo is a copy of it
 
 
-def blur_tolerant_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(A, B) RMS differences on a 0..1 scale between 8x8 block averages of (A, 3, R, R) and (B, 3, R, R) in [-1, 1]."""
-    def blocks(x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() + 1) / 2
-        return torch.nn.functional.adaptive_avg_pool2d(x, COMPARE_SIDE).flatten(1)  # (N, 3 * 8 * 8)
-
-    a, b = blocks(a), blocks(b)
-    return torch.cdist(a, b).div(a.shape[1] ** 0.5)
+def layouts(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, R, R) in [-1, 1] -> (N, 3 * 8 * 8) block averages, centred and scaled to unit length, so that the dot
+    product of two is the correlation of their layouts (brightness and contrast do not count)."""
+    blocks = torch.nn.functional.adaptive_avg_pool2d(images.float(), COMPARE_SIDE).flatten(1)
+    blocks = blocks - blocks.mean(dim=1, keepdim=True)
+    return blocks / blocks.norm(dim=1, keepdim=True).clamp(min=1e-6)
 
 
-def photo_spacing(photos: torch.Tensor) -> torch.Tensor:
-    """(N,) each photo's distance to its nearest other photo (SINGLE_PHOTO_SPACING when there is one)."""
-    if len(photos) < 2:
-        return torch.full((len(photos),), SINGLE_PHOTO_SPACING)
-    distances = blur_tolerant_distances(photos, photos)
-    distances.fill_diagonal_(float("inf"))
-    return distances.min(dim=1).values.clamp(min=1e-6)
+def layout_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(A, B) correlations between the layouts of two sets of images: 1 same layout, about 0 unrelated."""
+    return layouts(a) @ layouts(b).T
 
 
 @dataclass(frozen=True)
 class MeterReading:
-    """For each sample: its nearest photo, the distance to it, and that distance relative to the photos' spacing."""
+    """For each sample: its best-matching photo and how well it matches."""
 
-    nearest: torch.Tensor  # (B,) index of the nearest photo
-    distance: torch.Tensor  # (B,) blur-tolerant distance to it (0: identical)
-    relative: torch.Tensor  # (B,) distance / that photo's distance to its nearest other photo
+    nearest: torch.Tensor  # (B,) index of the best-matching photo
+    similarity: torch.Tensor  # (B,) layout correlation with it: 1 is the same picture
 
     @property
     def is_copy(self) -> torch.Tensor:  # (B,) bool
-        return self.relative < COPY_RATIO
+        return self.similarity >= COPY_SIMILARITY
 
     def sentence(self) -> str:
         """One line for a person: mostly copies of the photos, or mostly new images?"""
-        copies, total = int(self.is_copy.sum()), len(self.relative)
-        scale = (f"a sample counts as a copy when it is nearer to one of your photos than half the distance from "
-                 f"that photo to your next most similar one; median {float(self.relative.median()):.2f} of it")
+        copies, total = int(self.is_copy.sum()), len(self.similarity)
+        scale = (f"a sample counts as a copy when its layout matches one of your photos at {COPY_SIMILARITY} or more, "
+                 f"blurred or paler copies included; median match {float(self.similarity.median()):.2f}")
         if copies * 2 > total:
-            return (f"Copies: {copies} of {total} samples are copies of one of your photos, if blurred ones ({scale}). "
+            return (f"Copies: {copies} of {total} samples are copies of one of your photos ({scale}). "
                     "With a handful of photos a model learns them by heart; that is expected.")
         return f"New images: {total - copies} of {total} samples are not copies of any of your photos ({scale})."
 
 
 def memorisation_meter(samples: torch.Tensor, photos: torch.Tensor) -> MeterReading:
     """Read the meter for ``samples`` (B, 3, R, R) against the training ``photos`` (N, 3, R, R), both in [-1, 1]."""
-    distance, nearest = blur_tolerant_distances(samples, photos).min(dim=1)
-    return MeterReading(nearest, distance, distance / photo_spacing(photos)[nearest])
+    similarity, nearest = layout_similarity(samples, photos).max(dim=1)
+    return MeterReading(nearest, similarity)

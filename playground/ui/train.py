@@ -318,9 +318,9 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
         save_button = gr.Button("Save into checkpoints/", visible=is_local(), elem_id="train-save")
         try_button = gr.Button("Try it: 8 samples and their nearest photos", elem_id="train-try")
     meter_note = gr.Markdown(elem_id="train-meter-note")
-    gr.Markdown("**Memorisation meter**: each sample (left of a pair) beside its nearest photo (right). The number "
-                "is how near it is, compared with how near that photo is to your next most similar one: 0 is "
-                "identical; under 0.5 counts as a copy, even a blurred one.")
+    gr.Markdown("**Memorisation meter**: each sample (left of a pair) beside the photo it matches best (right). The "
+                "match compares layouts, so blurred, paler or darker copies still count: 1 is the same picture, about "
+                "0 unrelated, and 0.6 or more is a copy.")
     meter = gr.HTML(elem_id="train-meter")
 
     photo_outputs = [photos, gallery, photo_note, upload]
