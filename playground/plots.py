@@ -134,6 +134,13 @@ def frame_of(points, margin: float = 0.15, minimum: float = 1.0) -> tuple[float,
     return (float(centre[0]) - half, float(centre[0]) + half, float(centre[1]) - half, float(centre[1]) + half)
 
 
+def outside_view(points, view: tuple[float, float, float, float]) -> int:
+    """How many of ``points`` (n, 2) fall outside ``view`` (x0, x1, y0, y1)."""
+    x0, x1, y0, y1 = view
+    x, y = points[:, 0], points[:, 1]
+    return int(((x < x0) | (x > x1) | (y < y0) | (y > y1)).sum())
+
+
 def _play_controls(frame_names: list[str], duration_ms: int, active: int = 0) -> dict:
     """Play/Pause buttons on one line and the frame slider on its own line under them (no overlap at any width)."""
     return dict(
@@ -198,7 +205,7 @@ def toy_reverse_figure(frames: list, trajectories, title: str, view=None, max_pa
     _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[samples_trace], data=[go.Scatter(**_xy(x))])
                             for t, x in frames])
     x0, x1, y0, y1 = view
-    outside = int(((result[:, 0] < x0) | (result[:, 0] > x1) | (result[:, 1] < y0) | (result[:, 1] > y1)).sum())
+    outside = outside_view(result, view)
     if outside:
         figure.add_annotation(text=f"{outside} point{'s' * (outside != 1)} outside this view", showarrow=False,
                               xref="paper", yref="paper", x=1, y=1, xanchor="right", yanchor="bottom",

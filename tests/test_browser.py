@@ -249,6 +249,8 @@ def test_train_tab_upload_six_train_see_loss_and_preview_then_sample(page, tmp_p
     # the new model is offered, and chosen, in the Sample tab at once
     page.get_by_role("tab", name="Sample").click()
     assert "rex-the-dog (yours)" in page.locator("#sample-checkpoint input").input_value()
+    # its description names it as listed, not by its folder ("checkpoint")
+    page.wait_for_function("() => document.querySelector('#sample-info').innerText.includes('rex-the-dog (yours)')")
     page.locator("#sample-generate").click()
     page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done')", timeout=60_000)
     assert image_src(page, "sample-xt")

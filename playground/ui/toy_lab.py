@@ -10,7 +10,7 @@ from playground.data.images import ImageError
 from playground.data.points import TOY_DATASETS, points_from_drawing, toy_points
 from playground.diffusion import BETA_SCHEDULES, SAMPLERS
 from playground.diffusion.schedules import get_schedule
-from playground.plots import frame_of, loss_figure, toy_forward_figure, toy_reverse_figure
+from playground.plots import frame_of, loss_figure, outside_view, toy_forward_figure, toy_reverse_figure
 from playground.services.toy_lab import compare_samplers, energy_distance, forward_frames, gaussian_baseline, sample_toy
 from playground.services.toy_training import TOY_TRAINING, toy_config, train_toy_in_chunks
 from playground.ui.common import bad_file, problem
@@ -116,10 +116,15 @@ def toy_sample(model: dict | None, data: dict | None, sampler: str, steps: int, 
     distance = energy_distance(result.points, model["reference"])
     baseline = energy_distance(gaussian_baseline(model["points"], NUM_REFERENCE, seed=2), model["reference"])
     title = f"{SAMPLER_LABELS[sampler]} · {steps} steps · {result.seconds:.2f} s"
+    view = frame_of(model["reference"])
+    strays = outside_view(result.points, view) - outside_view(model["reference"], view)  # beyond what true data does
     verdict = (f"**Energy distance to fresh true points: {distance:.4f}** (a Gaussian fitted to the data: "
                f"{baseline:.4f}; lower is better, 0 is perfect) — {baseline / max(distance, 1e-9):.1f}× better than "
-               f"the Gaussian. Sampling took {result.seconds:.2f} s.")
-    view = frame_of(model["reference"])
+               f"the Gaussian by this measure. Sampling took {result.seconds:.2f} s.")
+    if strays > 0:
+        verdict += (f" **{strays} of {len(result.points):,} points landed outside the data's range** (counted in the "
+                    "plot's corner): the energy distance hardly notices a few strays or a band drawn too thin, so "
+                    "judge by the picture too.")
     return toy_reverse_figure(result.frames, result.trajectories, title, view=view), verdict
 
 
