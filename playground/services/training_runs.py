@@ -12,7 +12,6 @@ and the Train tab (through services.finetuning).
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -205,7 +204,3 @@ def resume_note(run_dir: str | Path, init_from: str | Path | None = None) -> str
     if init_from is not None:
         return f"warm-starting from {init_from} at step {read_info(init_from).get('steps', 0)} (fresh optimizer)"
     return None
-
-
-def read_settings(run_dir: str | Path) -> dict:
-    return json.loads(RunFolder(Path(run_dir)).settings_file.read_text())
