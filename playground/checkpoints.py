@@ -13,6 +13,8 @@ Also here: the model card (README.md) written from playground.json, and plain we
 
 Weights are .safetensors only; pickle files (.bin, .pt, .ckpt) are refused, because loading one can run code.
 Any local diffusers DDPM folder in this layout loads as is. Writes are atomic (temp folder + rename).
+Shipped models store their weights in half precision (:func:`store_half`: half the bytes, so every file stays under
+the Hub's 10 MB limit); everything loads into float32, ours and diffusers' ``from_pretrained`` alike.
 """
 
 from __future__ import annotations
@@ -148,6 +150,8 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     schedule = _schedule_from_diffusers(scheduler_config, folder.name)
     try:
         unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False)
+        if next(unet.parameters()).dtype != torch.float32:  # half-precision files are computed with in float32
+            unet = unet.float()
         unet = unet.to(device).eval()
     except Exception as error:  # a broken folder is the person's problem to fix, in one sentence
         raise CheckpointError(f"Could not load the weights in {folder.name!r}: {error}".split("\n")[0]) from None
@@ -182,8 +186,40 @@ def read_info(folder: str | os.PathLike) -> dict:
 
 
 def load_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The UNet weights of a checkpoint folder (the EMA weights for ours), from safetensors only."""
-    return load_file(str(Path(folder) / UNET_WEIGHTS))
+    """The UNet weights of a checkpoint folder (the EMA weights for ours), from safetensors only, in float32
+    whatever precision the file stores."""
+    return {name: value.float() if value.is_floating_point() else value
+            for name, value in load_file(str(Path(folder) / UNET_WEIGHTS)).items()}
+
+
+HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def store_half(folder: str | os.PathLike, dtype: str = "float16") -> tuple[int, int]:
+    """Rewrite a checkpoint's UNet weights in half precision (atomically); returns (bytes before, bytes after).
+
+    float16 keeps 11 significant bits, bfloat16 8: for weights of trained small UNets (all well inside float16's
+    range) float16 is the closer copy. The file's header says ``stored_as``; loading gives float32 again.
+    """
+    if dtype not in HALF_DTYPES:
+        raise ValueError(f"Half precision is one of {', '.join(HALF_DTYPES)}, not {dtype!r}.")
+    path = Path(folder) / UNET_WEIGHTS
+    before = path.stat().st_size
+    weights = load_file(str(path))
+    largest = max((v.abs().max().item() for v in weights.values() if v.is_floating_point()), default=0.0)
+    if dtype == "float16" and largest > torch.finfo(torch.float16).max:
+        raise ValueError(f"A weight of {largest:.3g} does not fit float16; store bfloat16 instead.")
+    half = {k: v.to(HALF_DTYPES[dtype]).contiguous() if v.is_floating_point() else v for k, v in weights.items()}
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    save_file(half, str(tmp), metadata={"format": "pt", "stored_as": dtype})
+    os.chmod(tmp, path.stat().st_mode & 0o777)
+    os.replace(tmp, path)
+    info_path = Path(folder) / "playground.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        info["weights_dtype"] = dtype
+        info_path.write_text(json.dumps(info, indent=2))
+    return before, path.stat().st_size
 
 
 def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
@@ -205,6 +241,8 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
         f"- Final loss (mean of last 100 steps): {info.get('final_loss', float('nan')):.4f}",
     ]
+    if info.get("weights_dtype"):
+        lines.append(f"- Weights stored in {info['weights_dtype']} (half the bytes); they load into float32")
     if info.get("command"):
         lines += ["", "Trained with exactly:", "", "```bash", info["command"], "```"]
     if grid_name:

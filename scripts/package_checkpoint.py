@@ -6,6 +6,8 @@ Writes checkpoints/NAME/ (unet/, scheduler/, model_index.json, playground.json w
 a 64-sample grid (DPM-Solver++ 25 steps, seed 1234) as samples.png, and the model card README.md with the
 exact training command, steps, wall time and hardware. The training state (optimizer moments, online weights)
 stays in the run folder: it is too big for git, and `train --init-from checkpoints/NAME` warm-starts from here.
+The weights are stored in float16 (checkpoints.store_half), so every file stays under the Hub's 10 MB limit;
+the sample grid is drawn from the float32 weights, before halving.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from playground.checkpoints import load_checkpoint, model_card  # noqa: E402
+from playground.checkpoints import load_checkpoint, model_card, store_half  # noqa: E402
 from playground.media import image_grid  # noqa: E402
 from playground.services.image_sampling import preview  # noqa: E402
 
@@ -47,6 +49,8 @@ def main() -> None:
     grid = image_grid(images, columns=8)
     grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(tmp / "samples.png")
 
+    store_half(tmp)
+    info["weights_dtype"] = "float16"
     card = model_card(f"{args.name}: emoji from noise", info, grid_name="samples.png")
     if args.status:
         card = card.replace("\n\n", f"\n\n**Status:** {args.status}\n\n", 1)

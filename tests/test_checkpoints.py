@@ -136,3 +136,43 @@ def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
         # a trained model draws on white: most pixels near 1 at the border, unlike noise
         border = torch.cat([images[..., 0, :], images[..., -1, :]], -1)
         assert border.mean() > 0.5
+    # shipped weights are stored in half precision (every file under the Hub's 10 MB) and compute in float32
+    from safetensors.torch import load_file
+
+    from playground.checkpoints import UNET_WEIGHTS
+
+    for folder in shipped:
+        stored = {v.dtype for v in load_file(str(folder / UNET_WEIGHTS)).values()}
+        assert stored == {torch.float16}, f"{folder.name} stores {stored}"
+        assert {p.dtype for p in get_checkpoint(folder).unet.parameters()} == {torch.float32}
+
+
+def test_half_precision_weights_halve_the_file_and_sample_like_float32(tiny, tmp_path):
+    import shutil
+
+    from diffusers import DDPMPipeline
+
+    from playground.checkpoints import UNET_WEIGHTS, store_half
+
+    for dtype, tolerance in (("float16", 0.02), ("bfloat16", 0.2)):
+        half = shutil.copytree(tiny, tmp_path / dtype)
+        before, after = store_half(half, dtype)
+        assert after < 0.55 * before
+        assert json.loads((half / "playground.json").read_text())["weights_dtype"] == dtype
+        pipeline = DDPMPipeline.from_pretrained(half, use_safetensors=True)  # diffusers loads it, in float32
+        assert {p.dtype for p in pipeline.unet.parameters()} == {torch.float32}
+        ours, theirs = load_checkpoint(tiny), load_checkpoint(half)
+        assert {p.dtype for p in theirs.unet.parameters()} == {torch.float32}
+        reference = list(generate(ours, "dpmpp", 10, 4, 3))[-1].prev_sample
+        halved = list(generate(theirs, "dpmpp", 10, 4, 3))[-1].prev_sample
+        error = (reference - halved).abs().mean().item()
+        assert 0 < error < tolerance, (dtype, error)  # rounded weights, nearly the same pictures
+    with pytest.raises(ValueError, match="Half precision"):
+        store_half(tiny, "float8")
+    assert load_file_dtype(tiny / UNET_WEIGHTS) == torch.float32  # a refused request leaves the file alone
+
+
+def load_file_dtype(path):
+    from safetensors.torch import load_file
+
+    return next(iter(load_file(str(path)).values())).dtype
