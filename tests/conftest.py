@@ -24,7 +24,8 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class LaunchedApp:
     url: str
-    base: str  # a tiny random model, listed beside the shipped ones as "tiny-test"
+    base: str  # the folder of a tiny random model, listed beside the shipped ones...
+    model: str  # ...under this name, which is what the page and the API use
     work: Path  # PLAYGROUND_WORK_DIR: the sessions' folders
 
 
@@ -45,5 +46,5 @@ def app(tmp_path_factory) -> LaunchedApp:
         demo = build_app()
         port = free_port()
         launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-        yield LaunchedApp(f"http://127.0.0.1:{port}/", str(base), work)
+        yield LaunchedApp(f"http://127.0.0.1:{port}/", str(base), "tiny-test", work)
         demo.close()

@@ -165,7 +165,7 @@ def test_toy_sample_before_training_says_what_to_do(client):
 
 
 def test_sample_streams_the_steps_then_the_animation(client, app):
-    path = app.base
+    path = app.model
     job = client.submit(path, "ddim", 12, 4, 3, 0.0, api_name="/sample")
     outputs = list(job)  # every streamed update: the first step at once, then at most a few a second, then the end
     statuses = [out[2] for out in outputs]
@@ -185,10 +185,8 @@ def test_sample_streams_the_steps_then_the_animation(client, app):
 
 
 def test_sample_stop_keeps_the_animation_so_far(client, app):
-    from playground.services.image_sampling import available_checkpoints
-
     session = Client(client.src, verbose=False)
-    path = str(next(p for p in available_checkpoints() if p.name == "tiny-test"))
+    path = app.model
     assert session.predict(api_name="/sample_stop") == "Nothing is sampling in this session."
     job = session.submit(path, "ddpm", 1000, 64, 3, 0.0, api_name="/sample")
     while not job.outputs():
@@ -201,7 +199,7 @@ def test_sample_stop_keeps_the_animation_so_far(client, app):
 
 
 def test_sample_refuses_bad_settings_with_a_sentence(client, app):
-    path = app.base
+    path = app.model
     with pytest.raises(AppError, match="less than minimum value 1"):  # the slider's own check
         client.predict(path, "ddim", 0, 4, 3, 0.0, api_name="/sample")
     with pytest.raises(AppError, match="greater than maximum value 64"):

@@ -33,14 +33,14 @@ def add(client, paths, base=None):
 
 def train(client, app, steps=6, name="my dog", preview_every=3):
     """Submit /train with the Advanced values; the photos come from the session's state."""
-    return client.submit("center", app.base, "", "quick", steps, 1e-3, 4, True, 0.85, 0.05, 0.0, 0.99,
+    return client.submit("center", app.model, "", "quick", steps, 1e-3, 4, True, 0.85, 0.05, 0.0, 0.99,
                          preview_every, 0, name, api_name="/train")
 
 
 @pytest.mark.slow
 def test_upload_train_and_sample_the_result(app, six):
     client = new_client(app)
-    gallery, note, _ = add(client, six, app.base)
+    gallery, note, _ = add(client, six, app.model)
     assert len(gallery) == 6 and note.startswith("6 photos, trained on as 8×8")
     job = train(client, app)
     status, figure, preview, download, model = job.result()[:5]
@@ -48,7 +48,7 @@ def test_upload_train_and_sample_the_result(app, six):
     assert status.startswith("Done: 6 steps"), status
     assert len(json.loads(figure["plot"])["data"][0]["y"]) == 6  # the loss curve, every step
     assert preview.endswith("step_000006.png")
-    assert model.startswith(str(app.work)) and model.endswith("checkpoint")
+    assert model.startswith("yours/my-dog-") and "/" not in model.removeprefix("yours/")  # a name, not a folder
     with zipfile.ZipFile(download) as z:
         assert "my-dog/unet/diffusion_pytorch_model.safetensors" in z.namelist()
     # offered in the Sample tab at once, and sampling it works in this session
@@ -61,7 +61,7 @@ def test_upload_train_and_sample_the_result(app, six):
 
 def test_other_sessions_cannot_reach_your_photos_or_models(app, six):
     owner = new_client(app)
-    add(owner, six, app.base)
+    add(owner, six, app.model)
     model = train(owner, app, steps=2, name="secret").result()[4]["value"]
     stranger = new_client(app)
     refused = "not available here|not in the list of choices"  # ours, or Gradio's own check of the dropdown
@@ -74,6 +74,9 @@ def test_other_sessions_cannot_reach_your_photos_or_models(app, six):
     with pytest.raises(AppError, match=refused):
         stranger.submit("center", model, "", "quick", 2, 1e-3, 4, True, 0.85, 0.05, 0.0, 0.99, 3, 0, "x",
                         api_name="/train").result()
+    with pytest.raises(AppError, match=refused):  # nor a server folder, even the right one
+        owner.submit(str(next(app.work.glob("*/runs/secret-*/checkpoint"))), "dpmpp", 5, 1, 0, 0.0,
+                     api_name="/sample").result()
     folders = {p.name for p in app.work.iterdir()}
     assert len(folders) >= 2  # one folder per session
 
@@ -84,18 +87,18 @@ def test_bad_uploads_get_a_sentence_and_keep_the_photos(app, six, tmp_path):
     with pytest.raises(AppError) as error:
         add(client, [bad["corrupt.jpg"]])
     assert "Traceback" not in str(error.value)
-    gallery, note, _ = add(client, [six[0], *bad.values()], app.base)
+    gallery, note, _ = add(client, [six[0], *bad.values()], app.model)
     assert len(gallery) == 1 and f"Skipped {len(bad)} files" in note
     with pytest.raises(AppError, match="Click a photo"):
         client.predict("center", None, api_name="/train_remove_photo")
-    gallery, note, _ = add(client, six[1:3], app.base)
+    gallery, note, _ = add(client, six[1:3], app.model)
     assert len(gallery) == 3  # earlier photos kept
 
 
 @pytest.mark.slow
 def test_stop_keeps_the_weights_and_resume_continues(app, six):
     client = new_client(app)
-    add(client, six, app.base)
+    add(client, six, app.model)
     job = train(client, app, steps=3000, name="long", preview_every=1000)
     deadline = time.time() + 60
     while time.time() < deadline and not any("Step" in str(o[0]) for o in job.outputs()):

@@ -10,9 +10,7 @@ import gradio as gr
 
 from playground.diffusion import NoiseSchedule
 from playground.diffusion.schedules import get_schedule
-from playground.services import workdir
-from playground.services.finetuning import run_settings
-from playground.services.image_sampling import available_checkpoints
+from playground.services import model_catalog, workdir
 
 MAX_SEED = 2**63 - 1
 
@@ -55,39 +53,30 @@ def check_seed(seed) -> int:
     return value
 
 
-# --- what each session may load: the shared checkpoints plus the models it trained itself ---
+# --- what each session may load, by name (services.model_catalog): the shared models plus the ones it trained ---
 
 def session_folder(request: gr.Request | None) -> Path:
     return workdir.session_dir(getattr(request, "session_hash", None))
 
 
-def session_models(request: gr.Request | None) -> list[Path]:
-    """The checkpoints this session has trained (stopped ones included), newest first."""
-    runs = session_folder(request) / "runs"
-    found = [p / "checkpoint" for p in runs.iterdir() if (p / "checkpoint" / "model_index.json").is_file()] \
-        if runs.is_dir() else []
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def model_label(checkpoint: Path) -> str:
-    try:
-        name = run_settings(checkpoint.parent).name
-    except (OSError, ValueError, KeyError, TypeError):
-        name = None
-    return f"{name or checkpoint.parent.name} (yours)"
-
-
-def model_label_for(path: str | None, request: gr.Request | None) -> str:
-    """The name a model is listed under (a trained model's own name, not its folder's)."""
-    return next((label for label, value in model_choices(request) if value == str(path)), Path(path or "").name)
-
-
 def model_choices(request: gr.Request | None) -> list[tuple[str, str]]:
-    """The models this session may use: its own, newest first, then the shared ones (checkpoints/, ...)."""
-    return [(model_label(p), str(p)) for p in session_models(request)] + [
-        (p.name, str(p)) for p in available_checkpoints()]
+    """(label, name) of the models this session may use: its own, newest first, then the shared ones."""
+    return model_catalog.choices(session_folder(request))
 
 
-def allowed_model(path: str | None, request: gr.Request | None) -> bool:
-    """Only listed folders load: a request cannot name another session's model or an arbitrary path."""
-    return bool(path) and str(path) in {p for _, p in model_choices(request)}
+def shared_model_choices() -> list[tuple[str, str]]:
+    """The models every session may use (what a page shows before it knows its session)."""
+    return model_catalog.choices(None)
+
+
+def model_label_for(name: str | None, request: gr.Request | None) -> str:
+    """The name a model is listed under (a trained model's own name, not its folder's)."""
+    return model_catalog.label(name, session_folder(request))
+
+
+def model_folder(name: str | None, request: gr.Request | None) -> Path:
+    """The folder behind a listed model name, or a toast: a request cannot name a path or another session's model."""
+    folder = model_catalog.resolve(name, session_folder(request))
+    if folder is None:
+        raise problem("That model is not available here; pick one from the list.")
+    return folder

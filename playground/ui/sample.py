@@ -12,7 +12,6 @@ from playground.checkpoints import CheckpointError
 from playground.services import workdir
 from playground.services.image_sampling import (
     MAX_IMAGES,
-    available_checkpoints,
     check_settings,
     generate,
     get_checkpoint,
@@ -21,7 +20,7 @@ from playground.services.image_sampling import (
     save_animation,
 )
 from playground.services.jobs import JobBusy, JobRegistry
-from playground.ui.common import allowed_model, check_seed, model_label_for, problem, session_key
+from playground.ui.common import check_seed, model_folder, model_label_for, problem, session_key, shared_model_choices
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
 COMPARE = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
@@ -38,18 +37,13 @@ finished images from them.
 """
 
 
-def checkpoint_choices() -> list[tuple[str, str]]:
-    return [(path.name, str(path)) for path in available_checkpoints()]
-
-
-def _checkpoint(path: str | None, request: gr.Request | None = None):
-    if not path:
+def _checkpoint(name: str | None, request: gr.Request | None = None):
+    """The checkpoint behind a listed model name (names only: the page never sees a server folder)."""
+    if not name:
         raise problem("No model is installed yet: checkpoints/ has none. Train one in the Train tab or with "
                       "`python -m playground train`.")
-    if not allowed_model(path, request):
-        raise problem("That model is not available here; pick one from the list.")
     try:
-        return get_checkpoint(path)
+        return get_checkpoint(model_folder(name, request))
     except CheckpointError as error:
         raise problem(str(error), title="That model can't be used") from None
 
@@ -143,7 +137,7 @@ def compare(path: str | None, seed: int, request: gr.Request, progress=gr.Progre
 
 def build(demo: gr.Blocks) -> gr.Dropdown:
     """The tab; returns its model dropdown, which the Train tab updates with the session's own models."""
-    choices = checkpoint_choices()
+    choices = shared_model_choices()
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):

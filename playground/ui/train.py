@@ -15,11 +15,19 @@ import gradio as gr
 from playground.checkpoints import CheckpointError
 from playground.models import pick_device
 from playground.plots import loss_figure
-from playground.services import finetuning, workdir
-from playground.services.image_sampling import SHIPPED, available_checkpoints, get_checkpoint
+from playground.services import finetuning, model_catalog, workdir
+from playground.services.image_sampling import SHIPPED, get_checkpoint
 from playground.services.jobs import JobBusy, JobRegistry
 from playground.services.training_runs import RunFolder
-from playground.ui.common import allowed_model, is_local, model_choices, problem, session_folder, session_key
+from playground.ui.common import (
+    is_local,
+    model_choices,
+    model_folder,
+    problem,
+    session_folder,
+    session_key,
+    shared_model_choices,
+)
 
 SCRATCH_LABEL = "From scratch (random weights: needs far more steps)"
 METER_SAMPLES = 8
@@ -37,9 +45,10 @@ session only and are deleted 6 hours after you last used them.
 # --- photos ---
 
 def _resolution(base: str | None, request: gr.Request | None) -> int:
-    if base and base != finetuning.SCRATCH and allowed_model(base, request):
+    folder = model_catalog.resolve(base, session_folder(request)) if base != finetuning.SCRATCH else None
+    if folder is not None:
         try:
-            return get_checkpoint(base).resolution
+            return get_checkpoint(folder).resolution
         except CheckpointError:
             pass
     return finetuning.base_resolution(None)
@@ -118,9 +127,7 @@ def _base_path(base: str | None, local_base: str | None, request: gr.Request | N
         return str(path)
     if not base or base == finetuning.SCRATCH:
         return None
-    if not allowed_model(base, request):
-        raise problem("That starting model is not available here; pick one from the list.")
-    return base
+    return str(model_folder(base, request))
 
 
 def _session_run(run: dict | None, request: gr.Request, needs: str) -> RunFolder:
@@ -174,7 +181,7 @@ def _follow(run: RunFolder, request: gr.Request, progress: gr.Progress, steps: i
     preview = run.latest_preview()
     yield (status, loss_figure(run.losses()), str(preview) if preview else None,
            gr.DownloadButton(value=str(zip_path), visible=True, label=f"Download {name}.zip"),
-           gr.Dropdown(choices=model_choices(request), value=str(run.checkpoint)),
+           gr.Dropdown(choices=model_choices(request), value=model_catalog.run_model_name(run.path)),
            {"run_dir": str(run.path), "name": name})
 
 
@@ -259,7 +266,7 @@ def refresh_choices(request: gr.Request):
 
 
 def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
-    shared = [(p.name, str(p)) for p in available_checkpoints()]
+    shared = shared_model_choices()
     default_base = next((v for n, v in shared if n == "emoji32"), shared[0][1] if shared else finetuning.SCRATCH)
     quick = finetuning.PRESETS["quick"]
     photos = gr.State([])
