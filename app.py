@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link (needs internet)")
     args = parser.parse_args(argv)
 
+    import playground.services.gpu  # noqa: F401 - first: on ZeroGPU it imports `spaces` before torch touches CUDA
     from playground.ui import build_app, launch  # after argparse, so --help is instant
 
     launch(build_app(), host=args.host, port=args.port, share=args.share)

@@ -102,12 +102,12 @@ def test_sampling_stream_shows_the_first_step_at_once_and_stops_with_its_animati
 
     updates = list(iter_sampling(tiny, "ddim", 30, 4, seed=1, show_every_s=1e9))
     assert [u.step.index for u in updates] == [0, 29] and updates[-1].done and not updates[-1].stopped
-    assert len(updates[-1].frames) == 31  # every step, and the result
+    assert [len(u.new_frames) for u in updates] == [1, 30]  # every step, and the result, each frame once
     calls = iter(range(100))
     stopped = list(iter_sampling(tiny, "ddim", 30, 4, seed=1, should_stop=lambda: next(calls) >= 9, show_every_s=0))
     last = stopped[-1]
     assert last.stopped and not last.done and last.step.index == 9 and len(stopped) == 10
-    assert len(last.frames) == 10  # the animation so far, its last frame at the step it stopped
+    assert sum(len(u.new_frames) for u in stopped) == 10  # the animation so far, its last frame where it stopped
     # the stream's steps are the plain sampler's: stopping changes nothing that was drawn
     plain = next(u for u in iter_sampling(tiny, "ddim", 30, 4, seed=1, show_every_s=0) if u.step.index == 9)
     assert torch.equal(last.step.x_t, plain.step.x_t)

@@ -6,7 +6,9 @@
     RUN/checkpoint/ ...   as services.training_runs writes it (diffusers folder + training state), samples/, log.csv
 
 :func:`start_run` sets a run up from photos and settings (the tab and the CLI both call it); :func:`train_run`
-trains it or continues it. Plain values in and out; no UI here.
+trains it or continues it; :func:`train_in_chunks` is the tab's way, on the GPU when there is one: on a ZeroGPU
+Space each chunk is one borrowed-GPU call of at most GPU_CHUNK_S seconds that ends with a checkpoint, and the next
+resumes from it. Plain values in and out; no UI here.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 import copy
 import json
 import os
+import queue
 import re
 import shutil
+import threading
+import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,6 +37,8 @@ from playground.data.dataset import dataset_from_uint8, to_uint8
 from playground.data.images import ImageError, center_crop_square, load_image
 from playground.diffusion.training import TrainConfig, TrainEvent
 from playground.models import PRESETS as MODEL_PRESETS
+from playground.models import pick_device
+from playground.services.gpu import hardware, on_gpu
 from playground.services.image_sampling import get_checkpoint, preview
 from playground.services.memorisation import memorisation_meter
 from playground.services.training_runs import RunFolder, RunSpec, run_training
@@ -43,6 +50,7 @@ SCRATCH = "scratch"  # the base value that means: a fresh network, no base model
 PRIOR_COUNT = 32  # base-model samples drawn once per run for prior preservation
 MAX_STEPS, MAX_BATCH, MAX_LR = 100_000, 512, 0.1
 CHECKPOINT_EVERY_S = 120.0
+GPU_CHUNK_S = 75.0  # on ZeroGPU: one borrowed-GPU call trains this long at most, saves, and the next resumes
 
 # What every fine-tuning recipe shares; each preset overrides a few fields of it.
 FINETUNE = TrainConfig(steps=400, batch_size=16, lr=5e-4, warmup_steps=20, ema_max_decay=0.995, hflip=True,
@@ -51,21 +59,47 @@ FINETUNE = TrainConfig(steps=400, batch_size=16, lr=5e-4, warmup_steps=20, ema_m
 
 @dataclass(frozen=True)
 class Preset:
-    """A named recipe: the TrainConfig overrides it makes, how often it previews, and what it costs (its label)."""
+    """A named recipe: the TrainConfig overrides it makes, how often it previews, and what it costs where it runs."""
 
-    label: str
+    name: str
     config: TrainConfig
     preview_every: int = 50
+    cpu_minutes: float = 0.0  # measured on the 2-core development CPU (as a CPU Basic Space has: 2 vCPU)
+    note: str = ""
+
+    def gpu_seconds(self, resolution: int = 32, chunked: bool = False) -> float:
+        """Estimated training time on a GPU: per step about 20 ms plus 1 ms per 32 px image (by area above that),
+        and on ZeroGPU each chunk's start-up and save (an estimate, not a measurement)."""
+        c = self.config
+        per_step = 0.02 + 0.001 * c.batch_size * (resolution / 32) ** 2
+        chunks = max(1, -(-c.steps * per_step // GPU_CHUNK_S)) if chunked else 0
+        return c.steps * per_step + 25 * chunks
+
+    def label(self, where: str = "local") -> str:
+        """The preset's name and cost on this hardware (services.gpu.hardware())."""
+        if where == "zerogpu":
+            cost = f"~{_duration(self.gpu_seconds(chunked=True))} of your daily ZeroGPU minutes"
+        elif where == "space-cpu":
+            cost = f"~{_duration(60 * self.cpu_minutes)} on this Space's 2 vCPUs"
+        elif self.name == "GPU":
+            cost = f"~{_duration(self.gpu_seconds())} on a CUDA GPU"
+        else:
+            cost = f"~{_duration(60 * self.cpu_minutes)} on a laptop CPU"
+        return f"{self.name}: {cost}" + (f", {self.note}" if self.note else "")
 
 
-# Measured with bench/training.py and scripts/finetune_demo.py on the 2-core development CPU (see README).
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+# CPU times measured with bench/training.py and scripts/finetune_demo.py on the 2-core development CPU (README).
 PRESETS: dict[str, Preset] = {
-    "quick": Preset("Quick: ~3 min on a laptop CPU", FINETUNE),
-    "better": Preset("Better: ~10 min on a laptop CPU, keeps more variety",
-                     replace(FINETUNE, steps=1200, lr=2e-4, batch_size=24, prior_fraction=0.2), preview_every=150),
-    "gpu": Preset("GPU: ~4 min on a CUDA GPU, sharpest",
-                  replace(FINETUNE, steps=3000, lr=2e-4, batch_size=64, prior_fraction=0.2, ema_max_decay=0.999,
-                          warmup_steps=100), preview_every=500),
+    "quick": Preset("Quick", FINETUNE, cpu_minutes=3),
+    "better": Preset("Better", replace(FINETUNE, steps=1200, lr=2e-4, batch_size=24, prior_fraction=0.2),
+                     preview_every=150, cpu_minutes=10, note="keeps more variety"),
+    "gpu": Preset("GPU", replace(FINETUNE, steps=3000, lr=2e-4, batch_size=64, prior_fraction=0.2,
+                                 ema_max_decay=0.999, warmup_steps=100), preview_every=500, cpu_minutes=90,
+                  note="sharpest"),
 }
 
 
@@ -259,6 +293,61 @@ def train_run(run_dir: str | os.PathLike, on_event: Callable[[TrainEvent], None]
                         on_event=on_event, should_stop=should_stop, device=device)
 
 
+def chunk_seconds(run_dir: str, until_step: int, budget_s: float | None, *args, **kwargs) -> float:
+    """ZeroGPU's duration for one chunk: its training budget, plus loading, the last preview and the save."""
+    return (budget_s or GPU_CHUNK_S) + 30
+
+
+@on_gpu(duration=chunk_seconds)
+def train_steps(run_dir: str, until_step: int, budget_s: float | None = None,
+                should_stop: Callable[[], bool] = lambda: False) -> Iterator[TrainEvent]:
+    """Train the run towards ``until_step`` in all, for at most ``budget_s`` seconds (None: no limit), on the GPU
+    when there is one, then save; yields each step's TrainEvent."""
+    events: queue.Queue = queue.Queue()
+    closed = threading.Event()
+    started = time.perf_counter()
+    finished = object()
+
+    def stop() -> bool:
+        return closed.is_set() or should_stop() or (budget_s is not None and time.perf_counter() - started > budget_s)
+
+    def work() -> None:
+        try:
+            train_run(run_dir, events.put, stop, device=pick_device(), steps=until_step)
+        except BaseException as error:  # raised in the caller's thread below
+            events.put(error)
+        finally:
+            events.put(finished)
+
+    worker = threading.Thread(target=work, daemon=True, name="train-steps")
+    worker.start()
+    try:
+        while (item := events.get()) is not finished:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()
+        worker.join()
+
+
+def train_in_chunks(run_dir: str | os.PathLike, should_stop: Callable[[], bool] = lambda: False,
+                    steps: int | None = None) -> Iterator[TrainEvent]:
+    """Train a prepared run (or continue it) up to ``steps`` in all (default: its settings'), yielding each step's
+    TrainEvent: in one go locally; on ZeroGPU in borrowed-GPU calls of at most GPU_CHUNK_S seconds each."""
+    run = RunFolder(Path(run_dir))
+    target = int(steps or run_settings(run.path).config.steps)
+    budget = GPU_CHUNK_S if hardware() == "zerogpu" else None
+    while True:
+        before = run.checkpoint_step()
+        yield from train_steps(str(run.path), target, budget, should_stop)
+        after = run.checkpoint_step()
+        if should_stop() or after >= target or budget is None:
+            return
+        if after <= before:
+            raise RuntimeError(f"Training made no progress in a {budget:.0f} s chunk (still at step {after}).")
+
+
 def run_photos(run_dir: str | os.PathLike) -> np.ndarray:
     with np.load(Path(run_dir) / "photos.npz") as data:
         return data["images"]
@@ -289,11 +378,14 @@ class ProgressReport:
 
 # --- the result ---
 
+@on_gpu(duration=30)
 def meter_view(run_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> tuple[str, str]:
     """``count`` fresh samples from the run's model, each beside its nearest training photo, as captioned HTML pairs,
-    and the memorisation meter's sentence."""
+    and the memorisation meter's sentence (sampled on the GPU when there is one)."""
     run = RunFolder(Path(run_dir))
-    samples = prior_images(get_checkpoint(run.checkpoint), count=count, seed=seed, steps=25)
+    checkpoint = get_checkpoint(run.checkpoint)
+    checkpoint.unet.to(pick_device())
+    samples = prior_images(checkpoint, count=count, seed=seed, steps=25)
     photos = dataset_from_uint8("photos", run_photos(run.path)).images
     reading = memorisation_meter(samples, photos)
     pairs = []

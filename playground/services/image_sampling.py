@@ -3,10 +3,14 @@
 Inference only: this module never imports the training loop.
 
 Plain values in (a checkpoint, a sampler name, steps, how many, a seed); Steps and pictures out.
+:func:`stream_sampling` and :func:`compare_samplers` are what the Sample tab calls: they take a checkpoint folder,
+run on the GPU when there is one (on a ZeroGPU Space, borrowed for the call: services.gpu) and hand back CPU
+tensors and pictures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -21,7 +25,8 @@ from PIL import Image
 from playground import media
 from playground.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
 from playground.diffusion import SAMPLERS, NoiseSchedule, Step, iter_sample, make_sampler, sample
-from playground.models import model_fn
+from playground.models import model_fn, pick_device
+from playground.services.gpu import on_gpu
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
 MAX_IMAGES = 64
@@ -61,10 +66,11 @@ def initial_noise(checkpoint: Checkpoint, count: int, seed: int) -> tuple[torch.
 
 
 def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int,
-             eta: float = 0.0) -> Iterator[Step]:
+             eta: float = 0.0, device: torch.device | str | None = None) -> Iterator[Step]:
     """Every step of sampling ``count`` images; the last Step's prev_sample is the result.
 
-    The same seed gives the same images (and the same starting noise for every sampler).
+    The same seed gives the same images (and the same starting noise for every sampler), on any device: the noise
+    is drawn on the CPU. ``device``: where to compute (the checkpoint's network moves there); default, where it is.
     """
     if not 1 <= count <= MAX_IMAGES:
         raise ValueError(f"The number of images must be between 1 and {MAX_IMAGES}.")
@@ -73,8 +79,8 @@ def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, 
         kwargs["eta"] = eta
     sampler = make_sampler(sampler_name, checkpoint.schedule, int(steps), **kwargs)
     x_T, generator = initial_noise(checkpoint, count, seed)
-    unet = checkpoint.unet
-    return iter_sample(model_fn(unet), sampler, x_T, generator)
+    unet = checkpoint.unet if device is None else checkpoint.unet.to(device)
+    return iter_sample(model_fn(unet), sampler, x_T.to(next(unet.parameters()).device), generator)
 
 
 @torch.inference_mode()
@@ -129,8 +135,8 @@ def animation_frame(left: torch.Tensor, right: torch.Tensor, caption: str, displ
 class SamplingProgress:
     """What a viewer shows while sampling: the step, the animation so far, and whether it has ended."""
 
-    step: Step
-    frames: list[Image.Image]  # animation frames kept so far (thinned to about 60)
+    step: Step  # its tensors on the CPU
+    new_frames: list[Image.Image]  # animation frames kept since the last update (about 60 in all)
     seconds: float
     done: bool = False  # the last step is taken: step.prev_sample is the result
     stopped: bool = False  # stopped early by should_stop()
@@ -146,18 +152,20 @@ def step_caption(step: Step) -> str:
 
 def iter_sampling(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int, eta: float = 0.0,
                   should_stop: Callable[[], bool] = lambda: False, show_every_s: float = 0.3,
-                  animate: bool = True) -> Iterator[SamplingProgress]:
+                  animate: bool = True, device: torch.device | str | None = None) -> Iterator[SamplingProgress]:
     """Sample and report: the first step, then at most one update per ``show_every_s``, then the end.
 
     Each update's step shows x_t as the model saw it at step.t and its prediction of x_0. Animation frames are kept
-    for one step in :func:`keep_every` and the last one; the final frame shows the result. ``should_stop()`` ends
-    it early, keeping what was drawn so far.
+    for one step in :func:`keep_every` and the last one; the final frame shows the result; each update carries the
+    frames kept since the one before. ``should_stop()`` ends it early, keeping what was drawn so far.
     """
     every = keep_every(int(steps))
     frames: list[Image.Image] = []
     started = time.perf_counter()
     shown = -math.inf
-    for step in generate(checkpoint, sampler_name, steps, count, seed, eta):
+    for step in generate(checkpoint, sampler_name, steps, count, seed, eta, device):
+        step = dataclasses.replace(step, x_t=step.x_t.cpu(), pred_x0=step.pred_x0.cpu(),
+                                   prev_sample=step.prev_sample.cpu())
         done = step.index == step.num_steps - 1
         stopped = not done and should_stop()
         if animate and (step.index % every == 0 or done or stopped):
@@ -168,8 +176,64 @@ def iter_sampling(checkpoint: Checkpoint, sampler_name: str, steps: int, count: 
         if done or stopped or now - shown >= show_every_s:
             shown = now
             yield SamplingProgress(step, frames, now - started, done, stopped)
+            frames = []
         if stopped:
             return
+
+
+def sampling_seconds(folder: str, sampler_name: str, steps: int, count: int, *args, **kwargs) -> float:
+    """A generous GPU time for one sampling call (ZeroGPU's duration): start-up, then the network's evaluations
+    (about 0.4 ms per image-step at 32 px on ZeroGPU's GPU slice, by area above that), then the frames."""
+    resolution = _resolution(folder)
+    return 8 + int(steps) * int(count) * 4e-4 * (resolution / 32) ** 2 + 0.02 * min(int(steps), 60)
+
+
+def _resolution(folder: str) -> int:
+    try:
+        return int(get_checkpoint(folder).resolution)
+    except Exception:  # the call itself says what is wrong with the folder
+        return 32
+
+
+@on_gpu(duration=sampling_seconds)
+def stream_sampling(folder: str, sampler_name: str, steps: int, count: int, seed: int, eta: float = 0.0,
+                    should_stop: Callable[[], bool] = lambda: False) -> Iterator[SamplingProgress]:
+    """:func:`iter_sampling` of the checkpoint in ``folder``, on the GPU when there is one (settings checked
+    first with :func:`check_settings`)."""
+    yield from iter_sampling(get_checkpoint(folder), sampler_name, steps, count, seed, eta, should_stop,
+                             device=pick_device())
+
+
+COMPARISON = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
+
+
+@dataclass(frozen=True)
+class SamplerRun:
+    sampler: str
+    steps: int
+    images: torch.Tensor  # (B, 3, H, W) in [-1, 1], on the CPU
+    seconds: float
+
+
+def comparison_seconds(folder: str, seed: int, count: int) -> float:
+    return sum(sampling_seconds(folder, name, steps, count) for name, steps in COMPARISON)
+
+
+@on_gpu(duration=comparison_seconds)
+def compare_samplers(folder: str, seed: int, count: int) -> Iterator[float | SamplerRun]:
+    """The same seed and starting noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20 (steps capped at T):
+    yields the share done now and then, and each sampler's result when it finishes."""
+    checkpoint = get_checkpoint(folder)
+    plan = [(name, min(steps, checkpoint.schedule.num_timesteps)) for name, steps in COMPARISON]
+    total, done = sum(steps for _, steps in plan), 0
+    device = pick_device()
+    for name, steps in plan:
+        started = time.perf_counter()
+        for step in generate(checkpoint, name, steps, count, seed, device=device):
+            if step.index % 10 == 0:
+                yield (done + step.index + 1) / total
+        done += steps
+        yield SamplerRun(name, steps, step.prev_sample.cpu(), time.perf_counter() - started)
 
 
 def save_animation(frames: list[Image.Image], stem: str | os.PathLike) -> list[Path]:
@@ -195,14 +259,16 @@ def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count
     out_dir.mkdir(parents=True, exist_ok=True)
     if mp4 and not media.mp4_available():
         raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
-    *_, progress = iter_sampling(checkpoint, sampler_name, steps, count, seed, eta, show_every_s=math.inf,
-                                 animate=bool(gif or mp4))
+    frames: list[Image.Image] = []
+    for progress in iter_sampling(checkpoint, sampler_name, steps, count, seed, eta, show_every_s=math.inf,
+                                  animate=bool(gif or mp4), device=pick_device()):
+        frames += progress.new_frames
     images = progress.result.clamp(-1, 1)
     for i, image in enumerate(images):
         media.tensor_to_pil(image).save(out_dir / f"sample_{i:03d}.png")
     media.image_grid(images).save(out_dir / "grid.png")
     if gif:
-        media.save_gif(progress.frames, gif, duration_ms=70)
+        media.save_gif(frames, gif, duration_ms=70)
     if mp4:
-        media.save_mp4(progress.frames, mp4)
-    return SampleResult(images, progress.frames, progress.seconds)
+        media.save_mp4(frames, mp4)
+    return SampleResult(images, frames, progress.seconds)

@@ -10,16 +10,22 @@ that forgets a job as soon as it ends.
 
 A Stop pressed while the work still waits in the queue is kept, so the work stops as soon as it starts.
 :meth:`JobRegistry.run_in_thread` also owns a worker thread, for work (training) that reports events while a viewer
-polls them.
+polls them. ``job.should_stop`` is the same flag as a file, for work that runs in another process (on a ZeroGPU
+Space, services.gpu runs GPU work in a forked process, which never sees a threading.Event set after the fork).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import os
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 STALE_SECONDS = 3600.0  # a prepared job that never started is forgotten after this
 
@@ -28,12 +34,39 @@ class JobBusy(RuntimeError):
     """This session already runs a job of this kind."""
 
 
+@dataclass(frozen=True)
+class StopFile:
+    """A stop flag that another process can read: set means the file exists. Picklable (a path), so it can be
+    handed to work that ZeroGPU runs in a forked process."""
+
+    path: str
+
+    def __call__(self) -> bool:
+        return os.path.exists(self.path)
+
+    def set(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).touch()
+
+    def clear(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
+def _new_stop_file() -> StopFile:
+    return StopFile(str(Path(tempfile.gettempdir()) / "playground-stops" / uuid.uuid4().hex))
+
+
 @dataclass
 class Job:
     stop: threading.Event = field(default_factory=threading.Event)
     running: bool = False
     created: float = field(default_factory=time.monotonic)
     events: list = field(default_factory=list)  # what the work reports, newest last (run_in_thread)
+    should_stop: StopFile = field(default_factory=_new_stop_file)  # the same flag, for work in another process
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.should_stop.set()
 
 
 class JobRegistry:
@@ -64,6 +97,7 @@ class JobRegistry:
         try:
             yield job
         finally:
+            job.should_stop.clear()
             with self._lock:
                 job.running = False
                 if self._jobs.get(key) is job:
@@ -85,7 +119,9 @@ class JobRegistry:
                 except BaseException as error:  # handed to the viewer below
                     failures.append(error)
 
-            thread = threading.Thread(target=target, daemon=True, name=f"{self.kind}-{key}")
+            # In the request's context, so what the work calls still knows the request (ZeroGPU's quota is per visitor).
+            context = contextvars.copy_context()
+            thread = threading.Thread(target=context.run, args=(target,), daemon=True, name=f"{self.kind}-{key}")
             thread.start()
             try:
                 while thread.is_alive():
@@ -93,7 +129,7 @@ class JobRegistry:
                     if thread.is_alive():
                         yield job
             finally:
-                job.stop.set()
+                job.request_stop()
                 thread.join()
             if failures:
                 raise failures[0]
@@ -104,7 +140,7 @@ class JobRegistry:
             job = self._jobs.get(key)
         if job is None:
             return False
-        job.stop.set()
+        job.request_stop()
         return True
 
     def is_running(self, key: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 import uuid
 
 import gradio as gr
@@ -11,19 +10,20 @@ import gradio as gr
 from playground.checkpoints import CheckpointError
 from playground.services import workdir
 from playground.services.image_sampling import (
+    COMPARISON,
     MAX_IMAGES,
+    SamplerRun,
     check_settings,
-    generate,
+    compare_samplers,
     get_checkpoint,
     grid_picture,
-    iter_sampling,
     save_animation,
+    stream_sampling,
 )
 from playground.services.jobs import JobBusy, JobRegistry
 from playground.ui.common import check_seed, model_folder, model_label_for, problem, session_key, shared_model_choices
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
-COMPARE = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
 COMPARE_IMAGES = 4
 
 JOBS = JobRegistry("sampling")
@@ -37,13 +37,17 @@ finished images from them.
 """
 
 
-def _checkpoint(name: str | None, request: gr.Request | None = None):
-    """The checkpoint behind a listed model name (names only: the page never sees a server folder)."""
+def _folder(name: str | None, request: gr.Request | None = None):
+    """The folder behind a listed model name (names only: the page never sees a server folder)."""
     if not name:
         raise problem("No model is installed yet: checkpoints/ has none. Train one in the Train tab or with "
                       "`python -m playground train`.")
+    return model_folder(name, request)
+
+
+def _checkpoint(name: str | None, request: gr.Request | None = None):
     try:
-        return get_checkpoint(model_folder(name, request))
+        return get_checkpoint(_folder(name, request))
     except CheckpointError as error:
         raise problem(str(error), title="That model can't be used") from None
 
@@ -82,9 +86,11 @@ def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, et
         raise problem(str(error)) from None
     seed = check_seed(seed)
     key = session_key(request)
+    frames = []
     try:
         with JOBS.run(key) as job:
-            for update in iter_sampling(checkpoint, sampler, steps, count, seed, eta, should_stop=job.stop.is_set):
+            for update in stream_sampling(str(checkpoint.path), sampler, steps, count, seed, eta, job.should_stop):
+                frames += update.new_frames
                 step = update.step
                 progress((step.index + 1, step.num_steps), desc=f"{SAMPLER_LABELS[sampler]} · t = {step.t}",
                          unit="steps")
@@ -94,16 +100,16 @@ def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, et
     except JobBusy as error:
         raise problem(str(error)) from None
     folder = workdir.session_dir(key)
-    files = save_animation(update.frames, folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}")
+    files = save_animation(frames, folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}")
     label = SAMPLER_LABELS[sampler]
     if update.stopped:
         status = (f"Stopped at step {step.index + 1} of {steps} (t = {step.t}) after {update.seconds:.1f} s: the "
                   f"samples x_t as they were and the model's guess x̂₀ from them. The animation so far "
-                  f"has {len(update.frames)} frames.")
+                  f"has {len(frames)} frames.")
         yield grid_picture(step.x_t), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files]
         return
     status = (f"Done: {count} images, {label} {steps} steps in {update.seconds:.1f} s "
-              f"({count / update.seconds:.1f} images/s). The animation has {len(update.frames)} frames.")
+              f"({count / update.seconds:.1f} images/s). The animation has {len(frames)} frames.")
     yield grid_picture(update.result), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files]
 
 
@@ -119,19 +125,16 @@ def stop(request: gr.Request) -> str:
 
 def compare(path: str | None, seed: int, request: gr.Request, progress=gr.Progress()):
     """The same seed and starting noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20, with their times."""
-    checkpoint = _checkpoint(path, request)
+    folder = str(_checkpoint(path, request).path)
     seed = check_seed(seed)
-    T = checkpoint.schedule.num_timesteps
     pictures, rows = [], []
-    for i, (name, steps) in enumerate(COMPARE):
-        steps = min(steps, T)
-        started = time.perf_counter()
-        for step in generate(checkpoint, name, steps, COMPARE_IMAGES, seed):
-            if step.index % 10 == 0:
-                progress((i + (step.index + 1) / steps) / len(COMPARE), desc=f"{SAMPLER_LABELS[name]} {steps} steps")
-        seconds = time.perf_counter() - started
-        pictures.append(grid_picture(step.prev_sample, display=256))
-        rows.append([SAMPLER_LABELS[name], steps, round(seconds, 2), round(steps / seconds, 1)])
+    for item in compare_samplers(folder, seed, COMPARE_IMAGES):
+        if isinstance(item, SamplerRun):
+            pictures.append(grid_picture(item.images, display=256))
+            rows.append([SAMPLER_LABELS[item.sampler], item.steps, round(item.seconds, 2),
+                         round(item.steps / item.seconds, 1)])
+        else:
+            progress(item, desc="DDPM, DDIM, DPM-Solver++")
     return pictures[0], pictures[1], pictures[2], rows
 
 
@@ -173,7 +176,7 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
                                    elem_id="sample-compare")
         with gr.Row():
             pictures = [gr.Image(label=f"{SAMPLER_LABELS[name]} {n} steps", format="png", interactive=False,
-                                 elem_classes=["pixelated"]) for name, n in COMPARE]
+                                 elem_classes=["pixelated"]) for name, n in COMPARISON]
         table = gr.Dataframe(headers=["sampler", "steps", "seconds", "steps/s"], interactive=False)
 
     gr.on([demo.load, checkpoint.change], checkpoint_info, [checkpoint], [info], api_name="sample_info")

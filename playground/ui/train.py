@@ -13,9 +13,9 @@ from pathlib import Path
 import gradio as gr
 
 from playground.checkpoints import CheckpointError
-from playground.models import pick_device
 from playground.plots import loss_figure
 from playground.services import finetuning, model_catalog, workdir
+from playground.services.gpu import hardware
 from playground.services.image_sampling import SHIPPED, get_checkpoint
 from playground.services.jobs import JobBusy, JobRegistry
 from playground.services.training_runs import RunFolder
@@ -151,7 +151,8 @@ def _follow(run: RunFolder, request: gr.Request, progress: gr.Progress, steps: i
     skip = gr.skip()
 
     def work(job) -> None:
-        finetuning.train_run(run.path, job.events.append, job.stop.is_set, device=pick_device(), steps=steps)
+        for event in finetuning.train_in_chunks(run.path, job.should_stop, steps=steps):
+            job.events.append(event)
 
     try:
         for job in JOBS.run_in_thread(session_key(request), work):
@@ -290,7 +291,7 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
                                label="Start from", elem_id="train-base")
             local_base = gr.Textbox(label="…or a diffusers DDPM folder on this computer (path)", visible=is_local(),
                                     placeholder="/path/to/folder with unet/ and scheduler/")
-            preset = gr.Radio([(p.label, key) for key, p in finetuning.PRESETS.items()], value="quick",
+            preset = gr.Radio([(p.label(hardware()), key) for key, p in finetuning.PRESETS.items()], value="quick",
                               label="Preset", elem_id="train-preset")
             with gr.Accordion("Advanced", open=False):
                 steps = gr.Number(quick.config.steps, precision=0, label="Steps", minimum=1, maximum=100_000,
