@@ -87,10 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--dataset", choices=["swiss_roll", "moons", "s_curve", "gmm"], default="swiss_roll")
     toy.add_argument("--out", required=True, help="CSV of the generated points (x,y per line)")
     toy.add_argument("--data-out", help="CSV of as many fresh true points")
-    toy.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="dpmpp")
-    toy.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    toy.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp", "langevin", "pc"], default="dpmpp",
+                     help="dpmpp (default), ddim, ddpm; langevin: annealed Langevin dynamics on the learned score; "
+                          "pc: predictor-corrector (a DDIM or DDPM step, then Langevin corrections)")
+    toy.add_argument("--steps", type=int,
+                     help="sampling steps, or Langevin's noise levels (default: ddpm 1000, ddim 50, dpmpp 20, "
+                          "langevin 100, pc 50)")
+    toy.add_argument("--spacing", choices=["logsnr", "linspace", "trailing"], default="logsnr",
+                     help="where ddim, dpmpp and pc's predictor put their steps (default logsnr: evenly in log-SNR, "
+                          "the last at t = 0; linspace/trailing: as image models do)")
+    toy.add_argument("--step-size", type=float, default=0.1,
+                     help="langevin: epsilon, each step is epsilon x sigma_t^2 (default 0.1)")
+    toy.add_argument("--corrector-steps", type=int,
+                     help="langevin: steps per noise level (default 5); pc: Langevin corrections per step (default 1)")
+    toy.add_argument("--predictor", choices=["ddim", "ddpm"], default="ddim", help="pc: the predictor (default ddim)")
+    toy.add_argument("--snr", type=float, default=0.16, help="pc: the corrector's signal-to-noise ratio (default 0.16)")
     toy.add_argument("--n", type=int, default=2000, help="points to generate (default 2000)")
-    toy.add_argument("--train-steps", type=int, default=3000, help="training steps (default 3000)")
+    toy.add_argument("--train-steps", type=int, default=6000, help="training steps (default 6000)")
     toy.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -115,18 +128,28 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
 
     import numpy as np
     from tqdm import tqdm
 
     from playground.data.points import toy_points
-    from playground.services.toy_lab import energy_distance, gaussian_baseline, sample_toy
+    from playground.services.toy_lab import DEFAULT_STEPS, default_settings, quality, sample_toy
     from playground.services.toy_training import toy_config, train_toy
 
     config = toy_config(args.train_steps, seed=args.seed)
-    if not 1 <= args.steps <= config.num_timesteps:
+    steps = DEFAULT_STEPS[args.sampler] if args.steps is None else args.steps
+    if not 1 <= steps <= config.num_timesteps:
         raise ValueError(f"--steps must be between 1 and {config.num_timesteps}.")
+    if not 0 < args.step_size <= 2 or not 0 < args.snr <= 2:
+        raise ValueError("--step-size and --snr must be above 0 and at most 2.")
+    defaults = default_settings(args.sampler)
+    corrector_steps = defaults.corrector_steps if args.corrector_steps is None else args.corrector_steps
+    if not 0 <= corrector_steps <= 100 or (args.sampler == "langevin" and corrector_steps < 1):
+        raise ValueError("--corrector-steps must be between 1 (0 for pc) and 100.")
+    settings = dataclasses.replace(defaults, spacing=args.spacing, step_size=args.step_size,
+                                   corrector_steps=corrector_steps, predictor=args.predictor, snr=args.snr)
     data = toy_points(args.dataset, 4000, seed=args.seed)
     bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True)
     started = time.perf_counter()
@@ -140,15 +163,18 @@ def run_toy(args: argparse.Namespace) -> int:
     state = train_toy(data, config=config, callback=on_step)
     bar.close()
     trained_in = time.perf_counter() - started
-    result = sample_toy(state.ema.model, config, args.sampler, args.steps, n=args.n, seed=args.seed + 1,
-                        max_frames=1, trajectories=0)
+    result = sample_toy(state.ema.model, config, args.sampler, steps, n=args.n, seed=args.seed + 1,
+                        max_frames=1, trajectories=0, settings=settings)
     truth = toy_points(args.dataset, args.n, seed=args.seed + 2)
+    score = quality(result.points, truth, data, seed=args.seed + 3)
     np.savetxt(args.out, result.points.numpy(), delimiter=",", fmt="%.6f")
     print(f"trained {config.steps} steps in {trained_in:.1f} s; sampled {args.n} points with {args.sampler} "
-          f"{args.steps} steps in {result.seconds:.2f} s")
-    print(f"energy distance to fresh true points: {energy_distance(result.points, truth):.4f} "
-          f"(Gaussian fitted to the data: "
-          f"{energy_distance(gaussian_baseline(data, args.n, args.seed + 3), truth):.4f})")
+          f"{steps} steps in {result.seconds:.2f} s")
+    print(f"narrow-kernel MMD to fresh true points: {score.mmd_ratio:.3f} of a Gaussian fitted to the data's "
+          f"(MMD^2 {score.mmd:.5f} vs {score.gaussian_mmd:.5f}; Gaussian kernel, bandwidth {score.bandwidth:.3f} = "
+          f"0.1 x the data's spread; 0 is a perfect copy)")
+    print(f"energy distance: {score.energy_distance:.4f}; strays (farther than 0.5 x the spread from every true "
+          f"point): {score.strays} of {args.n}")
     print(f"wrote {args.out}")
     if args.data_out:
         np.savetxt(args.data_out, truth.numpy(), delimiter=",", fmt="%.6f")

@@ -182,24 +182,33 @@ def toy_forward_figure(frames: list, schedule: NoiseSchedule) -> go.Figure:
     return figure
 
 
-def toy_reverse_figure(frames: list, trajectories, title: str, view=None, max_path_points: int = 60) -> go.Figure:
-    """Sampling from pure noise, animated, with the paths of a few points drawn faintly under the cloud.
-
-    It opens on the result; Play runs it again from pure noise. ``view`` (x0, x1, y0, y1) frames the data (default:
-    the result); paths are thinned to ``max_path_points`` positions so DDPM's 1,000 jittery steps stay readable.
-    """
-    figure = go.Figure()
-    t0, result = frames[-1]
-    view = view or frame_of(result)
+def _paths(figure: go.Figure, trajectories, label: str, colour: str, max_path_points: int) -> None:
     steps = trajectories.shape[0]
     keep = sorted({round(i * (steps - 1) / max(1, max_path_points - 1)) for i in range(min(steps, max_path_points))})
     for k in range(trajectories.shape[1]):
         path = trajectories[keep, k]
         figure.add_scatter(x=path[:, 0].tolist(), y=path[:, 1].tolist(), mode="lines",
-                           line=dict(width=1, color="rgba(214,39,40,0.45)"), name="paths of a few points",
-                           legendgroup="path", showlegend=k == 0, hoverinfo="skip")
+                           line=dict(width=1, color=colour.replace("1.0)", "0.45)")), name=label,
+                           legendgroup=label, showlegend=k == 0, hoverinfo="skip")
         figure.add_scatter(x=[float(path[-1, 0])], y=[float(path[-1, 1])], mode="markers",
-                           marker=dict(size=6, color="#d62728"), legendgroup="path", showlegend=False)
+                           marker=dict(size=6, color=colour), legendgroup=label, showlegend=False)
+
+
+def toy_reverse_figure(frames: list, trajectories, title: str, view=None, max_path_points: int = 60,
+                       other_paths=None, other_label: str = "") -> go.Figure:
+    """Sampling from pure noise, animated, with the paths of a few points drawn faintly under the cloud.
+
+    It opens on the result; Play runs it again from pure noise. ``view`` (x0, x1, y0, y1) frames the data (default:
+    the result); paths are thinned to ``max_path_points`` positions so DDPM's 1,000 jittery steps stay readable.
+    ``other_paths``: the same starting points under another sampler (the probability-flow ODE beside an SDE), in
+    green.
+    """
+    figure = go.Figure()
+    t0, result = frames[-1]
+    view = view or frame_of(result)
+    _paths(figure, trajectories, "paths of a few points", "rgba(214,39,40,1.0)", max_path_points)
+    if other_paths is not None:
+        _paths(figure, other_paths, other_label, "rgba(47,158,68,1.0)", max_path_points)
     figure.add_scatter(**_xy(result), mode="markers", marker=POINT, name="samples")
     samples_trace = len(figure.data) - 1
     _attach_frames(figure, [go.Frame(name=f"t={t}", traces=[samples_trace], data=[go.Scatter(**_xy(x))])
@@ -242,6 +251,72 @@ def log_ticks(values: Sequence[float]) -> dict:
     if not positive:
         return {}
     low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
-    ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)]
+    steps = (1,) if high - low > 3 else (1, 2, 5)  # over many decades, powers of ten are enough to read
+    ticks = [m * 10.0**e for e in range(low, high + 1) for m in steps]
     ticks = [v for v in ticks if min(positive) / 1.5 <= v <= max(positive) * 1.5] or [10.0**low]
-    return dict(tickvals=ticks, ticktext=[f"{v:.4g}" for v in ticks])
+    return dict(tickvals=ticks, ticktext=[f"{v:.4g}" if 1e-4 <= v < 1e5 else f"{v:.0e}" for v in ticks])
+
+
+def _arrows(figure: go.Figure, grid, vectors, length: float, colour: str, name: str, row: int, col: int,
+            show_legend: bool) -> None:
+    """Arrows of at most ``length`` along ``vectors`` from ``grid`` (n, 2): segments and an arrow-head marker."""
+    import torch
+
+    magnitude = vectors.norm(dim=1)
+    scale = length / float(torch.quantile(magnitude, 0.9).clamp_min(1e-12))
+    arrows = vectors * scale  # the 90th-percentile arrow is ``length`` long; longer ones are cut to it
+    arrows = arrows * (length / arrows.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+    tips = grid + arrows
+    xs, ys = [], []
+    for (x0, y0), (x1, y1) in zip(grid.tolist(), tips.tolist(), strict=True):
+        xs += [round(x0, 3), round(x1, 3), None]
+        ys += [round(y0, 3), round(y1, 3), None]
+    figure.add_scatter(x=xs, y=ys, mode="lines", line=dict(width=1.2, color=colour), hoverinfo="skip", name=name,
+                       legendgroup=name, showlegend=show_legend, row=row, col=col)
+    delta = tips - grid
+    angles = (90 - torch.rad2deg(torch.atan2(delta[:, 1], delta[:, 0]))).tolist()
+    figure.add_scatter(**_xy(tips), mode="markers", marker=dict(symbol="arrow", size=7, angle=angles, color=colour),
+                       customdata=[round(v, 2) for v in magnitude.tolist()], legendgroup=name, showlegend=False,
+                       hovertemplate="|s| = %{customdata}<extra></extra>", row=row, col=col)
+
+
+def score_field_figure(grid, learned, true, noised, t: int, sigma: float) -> go.Figure:
+    """The score s(x, t) as arrows over the plane, with the noised data x_t faintly under them: the learned field,
+    and beside it the true one when there is a closed form. Arrows are scaled per panel (their lengths show where
+    the field is strong, not its absolute size, which grows like 1 / sigma_t)."""
+    from plotly.subplots import make_subplots
+
+    panels = [("learned: −ε̂(x, t) / σ_t", learned, "#3b5bdb")] + (
+        [("true: ∇ log p_t(x)", true, "#2f9e44")] if true is not None else [])
+    figure = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08,
+                           subplot_titles=[title for title, _, _ in panels])
+    extent = float(grid.abs().max())
+    cell = 2 * extent / (round(grid.shape[0] ** 0.5) - 1)
+    for col, (title, vectors, colour) in enumerate(panels, start=1):
+        figure.add_scatter(**_xy(noised), mode="markers", marker=dict(size=2, color="#868e96", opacity=0.35),
+                           name="the data noised to t", showlegend=col == 1, hoverinfo="skip", row=1, col=col)
+        _arrows(figure, grid, vectors, 0.9 * cell, colour, title.split(":")[0], 1, col, True)
+        figure.update_xaxes(SQUARE_X, range=[-extent * 1.05, extent * 1.05], row=1, col=col)
+        figure.update_yaxes(SQUARE_Y, range=[-extent * 1.05, extent * 1.05],
+                            scaleanchor="x" if col == 1 else f"x{col}", row=1, col=col)
+    figure.update_layout(title=dict(text=f"The score at t = {t} (σ_t = {sigma:.3f}): arrows point to where the "
+                                         "noised data is denser", font=dict(size=14)),
+                         template="plotly_white", height=460, margin=dict(l=40, r=20, t=80, b=40),
+                         legend=dict(orientation="h", y=-0.08))
+    figure.update_annotations(font_size=13)
+    return figure
+
+
+def score_error_figure(errors: list[tuple[int, float]], t: int | None = None) -> go.Figure:
+    """The learned score's relative squared error against the true one, per t (log scale), with t marked."""
+    figure = go.Figure()
+    ts, values = [e[0] for e in errors], [e[1] for e in errors]
+    figure.add_scatter(x=ts, y=values, mode="lines+markers", line=dict(color="#c92a2a"),
+                       name="E‖s_θ − s‖² / E‖s‖²")
+    if t is not None:
+        figure.add_vline(x=t, line=dict(color="#868e96", dash="dot"))
+    figure.update_layout(title="How far the learned score is from the true one, where the noised data lives",
+                         xaxis_title="t", yaxis_title="relative squared error", template="plotly_white",
+                         height=300, margin=dict(l=50, r=20, t=50, b=40))
+    figure.update_yaxes(type="log", **log_ticks(values))
+    return figure

@@ -103,12 +103,23 @@ def train(page, out: Path, suffix: str, photos: list[str]) -> None:
 
 
 def toy(page, out: Path, suffix: str) -> None:
+    """The Ring of 8 Gaussians: trained, sampled with annealed Langevin (the ODE's paths beside), every sampler
+    compared, and the score field at t = 300 beside the true one."""
     open_tab(page, "2-D toy lab")
     page.locator("#toy-forward .js-plotly-plot").wait_for()
+    page.locator("#toy-dataset input").click()
+    page.get_by_role("option", name="Ring of 8 Gaussians").click()
+    page.wait_for_timeout(1500)
     page.locator("#toy-train").click()
     page.wait_for_function("() => document.querySelector('#toy-status').innerText.includes('done')", timeout=120_000)
+    page.locator("#toy-sampler").get_by_text("Annealed Langevin").click()
     page.locator("#toy-sample").click()
-    page.wait_for_function("() => document.querySelector('#toy-verdict').innerText.includes('distance')",
+    page.wait_for_function("() => document.querySelector('#toy-verdict').innerText.includes('MMD')", timeout=60_000)
+    page.locator("#toy-compare").click()
+    page.wait_for_function("() => document.querySelector('#toy-table').innerText.includes('Predictor')",
+                           timeout=120_000)
+    page.locator("#toy-score").click()
+    page.wait_for_function("() => document.querySelector('#toy-score-note').innerText.includes('squared error')",
                            timeout=60_000)
     shoot(page, out / f"toy{suffix}.jpg")
 

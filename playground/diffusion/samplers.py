@@ -19,7 +19,7 @@ from playground.diffusion.forward import randn
 from playground.diffusion.schedules import NoiseSchedule
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
-Spacing = Literal["leading", "trailing", "linspace"]
+Spacing = Literal["leading", "trailing", "linspace", "logsnr"]
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,)) -> model output (B, ...)
 
 
@@ -37,6 +37,27 @@ def spaced_timesteps(num_train_timesteps: int, num_steps: int, spacing: Spacing)
         steps = [round(v) for v in torch.linspace(0, T - 1, n + 1, dtype=torch.float64).tolist()][::-1][:-1]
     else:
         raise ValueError(f"Unknown timestep spacing {spacing!r}.")
+    return steps
+
+
+def logsnr_timesteps(schedule: NoiseSchedule, num_steps: int) -> list[int]:
+    """``num_steps`` timesteps from T-1 down to 0, evenly spaced in log-SNR (lambda = log(alpha / sigma)) rather
+    than in t: the spacing DPM-Solver (Lu et al. 2022, section 3.3) recommends for few steps on low-resolution
+    data. Unlike the t-spaced choices, the last step is t = 0, so the result is the model's x_0 from nearly clean
+    input rather than its average guess from a noisy one (which draws a thin band as a thinner curve)."""
+    T, n = schedule.num_timesteps, num_steps
+    if not 1 <= n <= T:
+        raise ValueError(f"Steps must be between 1 and T={T}, not {n}.")
+    alpha_bar = schedule.alphas_cumprod.double().clamp(1e-12, 1 - 1e-12)
+    lam = 0.5 * (alpha_bar.log() - (1 - alpha_bar).log())  # decreasing in t
+    noisiest = max(float(lam[-1]), -6.0)  # a schedule that ends at (nearly) zero SNR would waste steps up there
+    targets = torch.linspace(noisiest, float(lam[0]), n, dtype=torch.float64) if n > 1 else lam[-1:]
+    steps: list[int] = []
+    for i, target in enumerate(targets.tolist()):
+        t = T - 1 if i == 0 else int((lam - target).abs().argmin())  # always start from pure noise
+        if steps:
+            t = min(t, steps[-1] - 1)  # strictly decreasing...
+        steps.append(max(t, n - 1 - i))  # ...leaving room for the steps still to come
     return steps
 
 
@@ -85,7 +106,8 @@ class Sampler:
 
     def set_timesteps(self, num_steps: int) -> None:
         """Choose ``num_steps`` timesteps (1..T) and reset any multistep state."""
-        self.timesteps = spaced_timesteps(self.schedule.num_timesteps, num_steps, self.timestep_spacing)
+        self.timesteps = (logsnr_timesteps(self.schedule, num_steps) if self.timestep_spacing == "logsnr" else
+                          spaced_timesteps(self.schedule.num_timesteps, num_steps, self.timestep_spacing))
         self._next = {t: s for t, s in zip(self.timesteps, self.timesteps[1:] + [-1], strict=True)}
 
     def prev_timestep(self, t: int) -> int:
