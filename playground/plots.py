@@ -299,8 +299,7 @@ def score_field_figure(grid, learned, true, noised, t: int, sigma: float) -> go.
         figure.update_xaxes(SQUARE_X, range=[-extent * 1.05, extent * 1.05], row=1, col=col)
         figure.update_yaxes(SQUARE_Y, range=[-extent * 1.05, extent * 1.05],
                             scaleanchor="x" if col == 1 else f"x{col}", row=1, col=col)
-    figure.update_layout(title=dict(text=f"The score at t = {t} (σ_t = {sigma:.3f}): arrows point to where the "
-                                         "noised data is denser", font=dict(size=14)),
+    figure.update_layout(title=dict(text=f"The score at t = {t} (σ_t = {sigma:.3f})", font=dict(size=14)),
                          template="plotly_white", height=460, margin=dict(l=40, r=20, t=80, b=40),
                          legend=dict(orientation="h", y=-0.08))
     figure.update_annotations(font_size=13)

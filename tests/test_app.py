@@ -150,10 +150,22 @@ def test_toy_lab_through_the_api(client, files):
     losses = json.loads(loss["plot"])["data"][0]["y"]
     assert len(losses) == 600 and np.mean(losses[-100:]) < np.mean(losses[:20])
     reverse, verdict = client.predict("ddim", 25, 0, api_name="/toy_sample")
-    assert "Energy distance" in verdict
+    assert "Narrow-kernel MMD" in verdict and "Energy distance" in verdict
     assert len(json.loads(reverse["plot"])["layout"]["meta"]["playground_frames"]) == 26
+    # Langevin with its settings (spacing, step size, steps per level, predictor, SNR): its paths beside the ODE's
+    reverse, verdict = client.predict("langevin", 30, 0, "logsnr", 0.2, 2, "ddim", 0.16, api_name="/toy_sample")
+    names = {trace.get("name") for trace in json.loads(reverse["plot"])["data"]}
+    assert "the same points under the probability-flow ODE (DDIM 50)" in names and "61 network calls" in verdict
+    with pytest.raises(AppError, match="at least one step per noise level"):
+        client.predict("langevin", 30, 0, "logsnr", 0.2, 0, "ddim", 0.16, api_name="/toy_sample")
     table = client.predict(0, api_name="/toy_compare")
-    assert [row[0] for row in table["data"]] == ["DDPM", "DDIM", "DPM-Solver++(2M)", "Gaussian fitted to the data"]
+    assert [row[0] for row in table["data"]] == [
+        "DDPM", "DDIM · log-SNR", "DPM-Solver++ · log-SNR", "DPM-Solver++ · t-spaced (image models')",
+        "Annealed Langevin · 5 per level", "Predictor-corrector · DDIM + 1 Langevin", "Gaussian fitted to the data"]
+    assert table["data"][-1][3] == 1.0  # the bar, by definition
+    field, errors, note = client.predict(100, api_name="/toy_score")
+    titles = [a["text"] for a in json.loads(field["plot"])["layout"]["annotations"]]
+    assert titles == ["learned: −ε̂(x, t) / σ_t"] and errors is None  # moons: no closed form to set beside it
     with pytest.raises(AppError, match="not an image"):
         client.predict("your drawing", handle_file(str(files["notes.txt"])), "linear", api_name="/toy_data")
 

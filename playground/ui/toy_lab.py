@@ -296,6 +296,7 @@ def build(demo: gr.Blocks) -> None:
             verdict = gr.Markdown(elem_id="toy-verdict")
             table = gr.Dataframe(headers=["sampler", "steps", "calls", "MMD ÷ Gaussian's", "energy dist.",
                                           "off the data", "s"], interactive=False, wrap=True,
+                                 column_widths=["170px", "64px", "64px", "90px", "90px", "70px", "56px"],
                                  label="Samplers compared (same noise; MMD: 0 is a perfect copy, 1 the Gaussian bar)",
                                  elem_id="toy-table")
     gr.Markdown("### The score: what the network learned, as arrows")
