@@ -57,7 +57,13 @@ class Checkpoint:
 
     @property
     def resolution(self) -> int:
-        return int(self.unet.config.sample_size)
+        size = self.unet.config.sample_size
+        return int(size[0] if isinstance(size, list | tuple) else size)
+
+    @property
+    def channels(self) -> int:
+        """3 for colour, 1 for greyscale models (the MNIST-style DDPM folders of many tutorials)."""
+        return int(self.unet.config.in_channels)
 
 
 def git_commit() -> str | None:

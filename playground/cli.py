@@ -251,7 +251,7 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     from pathlib import Path
 
     from playground.checkpoints import CheckpointError, load_checkpoint
-    from playground.data.dataset import dataset_from_uint8
+    from playground.data.dataset import dataset_from_uint8, match_channels
     from playground.services import finetuning
     from playground.services.image_sampling import SHIPPED
     from playground.services.memorisation import memorisation_meter
@@ -298,7 +298,7 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     bar.close()
     print(f"trained in {time.perf_counter() - started:.0f} s; wrote {checkpoint_dir}")
     samples = finetuning.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)
-    photos = dataset_from_uint8("", finetuning.run_photos(run.path)).images
+    photos = match_channels(dataset_from_uint8("", finetuning.run_photos(run.path)).images, samples.shape[1])
     print("memorisation meter: " + memorisation_meter(samples, photos).sentence())
     print(f"sample it: python -m playground sample --checkpoint {checkpoint_dir} --out {run.path / 'generated'}")
     return 0

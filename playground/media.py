@@ -25,9 +25,12 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 
 
 def tensor_to_pil(x: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Image.Image:
-    """(3, H, W) or (1, 3, H, W) tensor -> RGB PIL image; values outside ``value_range`` are clipped."""
+    """(C, H, W) or (1, C, H, W) tensor, C = 3 or 1 (grey) -> RGB PIL image; values outside ``value_range`` are
+    clipped."""
     if x.ndim == 4:
         x = x[0]
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
     low, high = value_range
     x = ((x.detach().float().cpu() - low) / (high - low)).clamp(0.0, 1.0)
     array = (x.permute(1, 2, 0) * 255.0 + 0.5).to(torch.uint8).numpy()

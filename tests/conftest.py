@@ -35,13 +35,14 @@ def app(tmp_path_factory) -> LaunchedApp:
     its own session opens its own Client or page)."""
     from playground.ui import build_app, launch
 
-    from tiny_checkpoint import make_tiny_checkpoint
+    from tiny_checkpoint import make_greyscale_diffusers_folder, make_tiny_checkpoint
 
     with pytest.MonkeyPatch.context() as patch:
         work = tmp_path_factory.mktemp("work")
         patch.setenv("PLAYGROUND_WORK_DIR", str(work))
         checkpoints = tmp_path_factory.mktemp("checkpoints")
         base = make_tiny_checkpoint(checkpoints / "tiny-test")
+        make_greyscale_diffusers_folder(checkpoints / "grey-28")  # a 1-channel 28 px folder diffusers wrote
         patch.setenv("PLAYGROUND_CHECKPOINTS", str(checkpoints))
         demo = build_app()
         port = free_port()

@@ -231,3 +231,17 @@ def test_toy_stop_keeps_the_weights_trained_so_far(client):
     time.sleep(1)
     _, verdict = session.predict("dpmpp", 20, 0, api_name="/toy_sample")
     assert "Energy distance" in verdict  # the stopped model samples; it was not thrown away
+
+
+def test_a_greyscale_model_samples_in_the_tab_and_fine_tunes_in_the_train_tab(client, files):
+    session = Client(client.src, verbose=False)
+    info = session.predict("grey-28", api_name="/sample_info")
+    assert "28×28 px greyscale" in info
+    *_, status, animation, outputs = session.submit("grey-28", "ddim", 6, 4, 0, 0.0, api_name="/sample").result()
+    assert status.startswith("Done: 4 images")
+    gallery, note, _ = session.predict([handle_file(str(files["photo.png"]))], "center", "grey-28",
+                                       api_name="/train_add_photos")
+    assert note.startswith("1 photo, trained on as 28×28")
+    status = session.submit("center", "grey-28", "", "quick", 3, 1e-3, 2, True, 0.85, 0.05, 0.0, 0.99, 3, 0, "grey",
+                            api_name="/train").result()[0]
+    assert status.startswith("Done: 3 steps"), status

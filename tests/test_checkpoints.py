@@ -176,3 +176,31 @@ def load_file_dtype(path):
     from safetensors.torch import load_file
 
     return next(iter(load_file(str(path)).values())).dtype
+
+
+def test_a_greyscale_diffusers_folder_of_any_size_samples_and_fine_tunes(tmp_path, capsys):
+    from PIL import Image
+
+    from playground.services import finetuning
+
+    from tiny_checkpoint import make_greyscale_diffusers_folder
+
+    folder = make_greyscale_diffusers_folder(tmp_path / "mnist-like")
+    checkpoint = load_checkpoint(folder)
+    assert (checkpoint.channels, checkpoint.resolution) == (1, 28)
+    out = tmp_path / "out"
+    assert main(["sample", "--checkpoint", str(folder), "--out", str(out), "--steps", "4", "--n", "3",
+                 "--gif", str(tmp_path / "a.gif")]) == 0
+    with Image.open(out / "sample_000.png") as picture:
+        assert picture.size == (28, 28)
+        pixels = np.asarray(picture.convert("RGB"), dtype=int)
+        assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()  # grey
+    # fine-tuned on colour photos: it learns them in grey and stays a 1-channel diffusers folder
+    photos = [Image.fromarray(np.full((40, 40, 3), (200, 30, 30), np.uint8)) for _ in range(3)]
+    config = finetuning.train_config("quick", checkpoint, steps=3, batch_size=2)
+    run = finetuning.start_run(tmp_path / "run", photos, folder, config, preview_every=3)
+    trained = finetuning.train_run(run.path)
+    pipeline = DDPMPipeline.from_pretrained(trained, use_safetensors=True)
+    assert pipeline.unet.config.in_channels == 1 and pipeline.unet.config.sample_size == 28
+    html, sentence = finetuning.meter_view(run.path, count=2)
+    assert html.count("<img ") == 4 and sentence

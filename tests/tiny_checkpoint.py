@@ -15,3 +15,16 @@ def make_tiny_checkpoint(folder: Path, prediction_type: str = "v_prediction", se
     info = {"model": config.to_dict(), "parameters": count_parameters(unet), "steps": 0,
             "data": {"name": "none", "count": 0, "sha256": ""}}
     return save_checkpoint(folder, unet, "cosine", 1000, prediction_type, info, "# tiny test model\n")
+
+
+def make_greyscale_diffusers_folder(folder: Path, size: int = 28) -> Path:
+    """A 1-channel DDPM folder written by diffusers itself (``DDPMPipeline.save_pretrained``), like the MNIST models
+    of many tutorials: no playground.json, diffusers' default linear schedule, an odd size."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=size, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=8)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(folder)
+    return folder

@@ -39,8 +39,9 @@ def augment(x: torch.Tensor, generator: torch.Generator, config: TrainConfig) ->
         image = (x + 1) / 2 * brightness
         mean = image.mean(dim=(1, 2, 3), keepdim=True)
         image = (image - mean) * contrast + mean
-        gray = (0.299 * image[:, :1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3])
-        image = (image - gray) * saturation + gray
+        if image.shape[1] == 3:  # saturation means nothing for grey images
+            gray = (0.299 * image[:, :1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3])
+            image = (image - gray) * saturation + gray
         x = image.clamp(0, 1) * 2 - 1
     return x
 

@@ -14,6 +14,7 @@ resumes from it. Plain values in and out; no UI here.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import queue
@@ -33,7 +34,7 @@ from PIL import Image
 
 from playground import media
 from playground.checkpoints import Checkpoint, load_checkpoint
-from playground.data.dataset import dataset_from_uint8, to_uint8
+from playground.data.dataset import dataset_from_uint8, match_channels, to_uint8
 from playground.data.images import ImageError, center_crop_square, load_image
 from playground.diffusion.training import TrainConfig, TrainEvent
 from playground.models import PRESETS as MODEL_PRESETS
@@ -289,8 +290,12 @@ def train_run(run_dir: str | os.PathLike, on_event: Callable[[TrainEvent], None]
         preview_every=settings.preview_every, preview_count=8, checkpoint_every_s=CHECKPOINT_EVERY_S,
         info={"base": settings.base, "finetune": {"crop_mode": settings.crop_mode, "photos": len(photos)},
               "data": {"description": f"{len(photos)} uploaded photos ({CROP_MODES[settings.crop_mode].lower()})"}})
-    return run_training(run.path, dataset_from_uint8(f"{len(photos)} photos", photos), spec, prior=prior,
-                        on_event=on_event, should_stop=should_stop, device=device)
+    dataset = dataset_from_uint8(f"{len(photos)} photos", photos)
+    channels = base.channels if base is not None else 3
+    if channels != 3:  # a greyscale base learns the photos in grey
+        dataset = dataclasses.replace(dataset, images=match_channels(dataset.images, channels))
+    return run_training(run.path, dataset, spec, prior=prior, on_event=on_event, should_stop=should_stop,
+                        device=device)
 
 
 def chunk_seconds(run_dir: str, until_step: int, budget_s: float | None, *args, **kwargs) -> float:
@@ -387,7 +392,7 @@ def meter_view(run_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> tup
     checkpoint.unet.to(pick_device())
     samples = prior_images(checkpoint, count=count, seed=seed, steps=25)
     photos = dataset_from_uint8("photos", run_photos(run.path)).images
-    reading = memorisation_meter(samples, photos)
+    reading = memorisation_meter(samples, match_channels(photos, samples.shape[1]))
     pairs = []
     nearest, matches, copies = reading.nearest.tolist(), reading.similarity.tolist(), reading.is_copy.tolist()
     for i, (sample, j, match, copy_) in enumerate(zip(samples, nearest, matches, copies, strict=True)):

@@ -61,7 +61,7 @@ def initial_noise(checkpoint: Checkpoint, count: int, seed: int) -> tuple[torch.
     """x_T for ``count`` images from ``seed``, and the generator that then drives any sampler noise."""
     generator = torch.Generator().manual_seed(int(seed))
     resolution = checkpoint.resolution
-    x_T = torch.randn(count, 3, resolution, resolution, generator=generator)
+    x_T = torch.randn(count, checkpoint.channels, resolution, resolution, generator=generator)
     return x_T.contiguous(memory_format=torch.channels_last), generator
 
 
@@ -91,7 +91,7 @@ def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str
     resolution = unet.config.sample_size
     generator = torch.Generator().manual_seed(seed)
     device = next(unet.parameters()).device
-    x_T = torch.randn(count, 3, resolution, resolution, generator=generator).to(device)
+    x_T = torch.randn(count, unet.config.in_channels, resolution, resolution, generator=generator).to(device)
     sampler = make_sampler("dpmpp", schedule, steps, prediction_type=prediction_type, clip_sample=1.0)
     return sample(model_fn(unet), sampler, x_T, generator).clamp(-1, 1).cpu()
 

@@ -59,7 +59,8 @@ def checkpoint_info(path: str | None, request: gr.Request) -> str:
     checkpoint = _checkpoint(path, request)
     info = checkpoint.info
     data = info.get("data", {})
-    parts = [f"**{model_label_for(path, request)}**: {checkpoint.resolution}×{checkpoint.resolution} px, "
+    colour = "greyscale" if checkpoint.channels == 1 else "colour"
+    parts = [f"**{model_label_for(path, request)}**: {checkpoint.resolution}×{checkpoint.resolution} px {colour}, "
              f"{sum(p.numel() for p in checkpoint.unet.parameters()) / 1e6:.1f} M parameters, "
              f"{checkpoint.schedule.name} schedule (T = {checkpoint.schedule.num_timesteps}), "
              f"predicts {checkpoint.prediction_type}."]
