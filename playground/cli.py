@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(its weights, step count and loss history; fresh optimizer)")
     train.add_argument("--preview-every", type=int,
                        help="steps between preview grids (default 500; with --images the preset's)")
-    train.add_argument("--checkpoint-every", type=float, default=600, help="seconds between checkpoints")
+    train.add_argument("--checkpoint-every", type=float,
+                       help="at most this many seconds between checkpoints (default 600; with --images 120); the "
+                            "first comes 15 s in and the gaps double up to it, so short runs are saved early too")
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     sample = commands.add_parser("sample", help="generate images from a checkpoint folder")
@@ -212,6 +214,8 @@ def run_train(args: argparse.Namespace) -> int:
     from playground.models import PRESETS, pick_device
     from playground.services.training_runs import RunSpec, resume_note, run_training
 
+    if args.checkpoint_every is not None and args.checkpoint_every <= 0:
+        raise ValueError("--checkpoint-every must be a number of seconds above 0.")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -229,7 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
                 if device.type == "cpu" else torch.cuda.get_device_name(device))
     command = sys.argv[1:] if sys.argv[0].endswith("__main__.py") else sys.argv
     spec = RunSpec(config, model=model_config, init_from=args.init_from, resume=not args.no_resume,
-                   preview_every=args.preview_every or 500, checkpoint_every_s=args.checkpoint_every,
+                   preview_every=args.preview_every or 500, checkpoint_every_s=args.checkpoint_every or 600,
                    info={"command": "python -m playground " + shlex.join(command), "hardware": hardware,
                          "data": {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
                                   "licence": "Noto Color Emoji, SIL Open Font License 1.1"}})
@@ -294,7 +298,8 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     total = args.steps if resuming and args.steps else finetuning.run_settings(run.path).config.steps
     bar, on_event = _train_progress(total)
     started = time.perf_counter()
-    checkpoint_dir = finetuning.train_run(run.path, on_event, device=device, steps=args.steps if resuming else None)
+    checkpoint_dir = finetuning.train_run(run.path, on_event, device=device, steps=args.steps if resuming else None,
+                                          checkpoint_every_s=args.checkpoint_every or finetuning.CHECKPOINT_EVERY_S)
     bar.close()
     print(f"trained in {time.perf_counter() - started:.0f} s; wrote {checkpoint_dir}")
     samples = finetuning.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)

@@ -207,3 +207,57 @@ def test_cli_says_what_is_wrong(tmp_path, tiny_base, capsys):
                      "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "nothing to train on" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_killed_fine_tuning_run_resumes_from_its_last_checkpoint(tmp_path):
+    """SIGKILL (no chance to save) after the first checkpoints; the same command then continues from the last one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    from playground.services.training_runs import RunFolder
+
+    from tiny_checkpoint import make_tiny_checkpoint
+
+    base = make_tiny_checkpoint(tmp_path / "base")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (60 * i, 100, 200)).save(photos / f"{i}.png")
+    run = RunFolder(tmp_path / "run")
+    command = [sys.executable, "-m", "playground", "train", "--images", str(photos), "--base", str(base),
+               "--out", str(run.path), "--steps", "100000", "--batch-size", "2", "--preview-every", "100000",
+               "--checkpoint-every", "1", "--threads", "1"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run.can_resume() and run.checkpoint_step() > 0):
+            assert time.monotonic() < deadline and process.poll() is None, "no checkpoint was written"
+            time.sleep(0.2)
+        time.sleep(2.5)  # more checkpoints at 1 s gaps
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = run.checkpoint_step()
+    assert saved > 0
+    at = command.index("--steps") + 1
+    resumed = subprocess.run(command[:at] + [str(saved + 5)] + command[at + 1:], cwd=root, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {saved}" in resumed.stdout
+    assert run.checkpoint_step() == saved + 5
+    assert main_refuses_zero_interval(command)
+
+
+def main_refuses_zero_interval(command) -> bool:
+    from playground.cli import main
+
+    args = command[3:]
+    index = args.index("--checkpoint-every")
+    return main(args[:index + 1] + ["0"] + args[index + 2:]) == 2

@@ -270,10 +270,11 @@ def run_settings(run_dir: str | os.PathLike) -> RunSettings:
 
 def train_run(run_dir: str | os.PathLike, on_event: Callable[[TrainEvent], None] | None = None,
               should_stop: Callable[[], bool] = lambda: False, device: torch.device | str = "cpu",
-              steps: int | None = None) -> Path:
+              steps: int | None = None, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> Path:
     """Train a prepared run, or continue it at the step it stopped at; returns the checkpoint folder.
 
-    ``steps`` raises (or lowers) the total; everything else comes from settings.json.
+    ``steps`` raises (or lowers) the total; everything else comes from settings.json. Checkpoints come 15 s in,
+    then at doubling gaps up to ``checkpoint_every_s``, and at the end (so a killed run loses at most that).
     """
     run = RunFolder(Path(run_dir))
     settings = run_settings(run.path)
@@ -287,7 +288,7 @@ def train_run(run_dir: str | os.PathLike, on_event: Callable[[TrainEvent], None]
     spec = RunSpec(
         config, model=MODEL_PRESETS["emoji32"] if base is None else None,
         unet=copy.deepcopy(base.unet) if base is not None else None,
-        preview_every=settings.preview_every, preview_count=8, checkpoint_every_s=CHECKPOINT_EVERY_S,
+        preview_every=settings.preview_every, preview_count=8, checkpoint_every_s=checkpoint_every_s,
         info={"base": settings.base, "finetune": {"crop_mode": settings.crop_mode, "photos": len(photos)},
               "data": {"description": f"{len(photos)} uploaded photos ({CROP_MODES[settings.crop_mode].lower()})"}})
     dataset = dataset_from_uint8(f"{len(photos)} photos", photos)

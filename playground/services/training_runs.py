@@ -91,6 +91,9 @@ class RunFolder:
                 path.unlink(missing_ok=True)
 
 
+FIRST_CHECKPOINT_S = 15.0
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything a run needs besides its data: the recipe, the network to start from, and how often to report."""
@@ -102,7 +105,8 @@ class RunSpec:
     resume: bool = True  # continue from RUN/checkpoint when it holds a training state
     preview_every: int = 500  # steps between preview grids
     preview_count: int = 16
-    checkpoint_every_s: float = 600.0  # seconds between checkpoints (one is always written at the end)
+    checkpoint_every_s: float = 600.0  # at most this many seconds between checkpoints (one is always written at the
+    # end); the first comes after FIRST_CHECKPOINT_S and the gaps double up to it, so short runs have one early
     info: dict = field(default_factory=dict)  # more playground.json content (command, hardware, base, data notes)
 
 
@@ -148,6 +152,7 @@ def run_training(
     schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
     state, wall_before, model_info = _start_state(run, spec, device)
     started = last_save = time.perf_counter()
+    gap = min(FIRST_CHECKPOINT_S, spec.checkpoint_every_s)
     new_log = not run.log.exists()
     log_file = open(run.log, "a", newline="")  # noqa: SIM115 - closed in the finally below, after the last save
     log = csv.writer(log_file)
@@ -174,7 +179,7 @@ def run_training(
                         config.prediction_type, info, model_card(run.path.name, info), tensors, meta)
 
     def callback(event: TrainEvent, current: TrainState) -> None:
-        nonlocal last_save
+        nonlocal last_save, gap
         log.writerow([event.step, f"{event.loss:.5f}", f"{event.lr:.6g}", f"{event.images_per_second:.1f}"])
         if on_event is not None:
             on_event(event)
@@ -182,10 +187,11 @@ def run_training(
             grid = media.image_grid(preview(current.ema.model, schedule, config.prediction_type, spec.preview_count))
             grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
                 run.samples / f"step_{event.step:06d}.png")
-        if time.perf_counter() - last_save > spec.checkpoint_every_s:
+        if time.perf_counter() - last_save > gap:
             log_file.flush()
             save()
             last_save = time.perf_counter()
+            gap = min(2 * gap, spec.checkpoint_every_s)
 
     try:
         train(state, dataset.images, schedule, config, callback, should_stop, prior, augment=augmenter(config),
