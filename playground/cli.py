@@ -50,11 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --images: centre-crop each photo to a square, or pad it with white")
     train.add_argument("--prior-fraction", type=float,
                        help="with --images: share of each batch from the base model's own samples (0: off)")
+    train.add_argument("--data", help="train from scratch (or --init-from) on every image under this folder: decoded "
+                                      "once into a cache, greyscale folders give 1-channel models")
+    train.add_argument("--resolution", type=int, choices=[32, 64, 128],
+                       help="with --data: the training size (default 64)")
     train.add_argument("--dataset", choices=["emoji"], default="emoji")
     train.add_argument("--subset", choices=["curated", "all"], default="curated",
                        help="curated: faces, people, animals, food, places, activities, objects without skin-tone "
                             "variants; all: every emoji (~3,600)")
-    train.add_argument("--model", choices=["tiny", "emoji32", "emoji64"], default="emoji32", help="network size")
+    train.add_argument("--model", choices=["tiny", "emoji32", "emoji64", "unet64", "unet128"],
+                       help="network size (default emoji32; with --data the resolution's: emoji32, unet64, unet128)")
     train.add_argument("--steps", type=int, help="optimizer steps in total (default 20000; with --images the preset's)")
     train.add_argument("--batch-size", type=int, help="default 64; with --images the preset's")
     train.add_argument("--lr", type=float, help="AdamW peak learning rate (default 5e-4; with --images the preset's)")
@@ -219,12 +224,19 @@ def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    if args.images and args.data:
+        raise ValueError("Give --images (fine-tune on a few photos) or --data (train on a folder), not both.")
     if args.images:
         return run_finetune(args, device)
-    model_config = PRESETS[args.model]
-    curated = args.subset == "curated"
-    emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None, skin_tones=not curated)
-    dataset = dataset_from_uint8(f"noto-emoji-{args.subset}", emoji.images)
+    if args.data:
+        model_config, dataset, description = folder_dataset(args)
+    else:
+        model_config = PRESETS[args.model or "emoji32"]
+        curated = args.subset == "curated"
+        emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None, skin_tones=not curated)
+        dataset = dataset_from_uint8(f"noto-emoji-{args.subset}", emoji.images)
+        description = {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
+                       "licence": "Noto Color Emoji, SIL Open Font License 1.1"}
     config = TrainConfig(steps=args.steps or 20000, batch_size=args.batch_size or 64, lr=args.lr or 5e-4,
                          warmup_steps=args.warmup_steps if args.warmup_steps is not None else 200,
                          prediction_type=args.prediction_type, min_snr_gamma=args.min_snr_gamma or None,
@@ -235,9 +247,9 @@ def run_train(args: argparse.Namespace) -> int:
     spec = RunSpec(config, model=model_config, init_from=args.init_from, resume=not args.no_resume,
                    preview_every=args.preview_every or 500, checkpoint_every_s=args.checkpoint_every or 600,
                    info={"command": "python -m playground " + shlex.join(command), "hardware": hardware,
-                         "data": {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
-                                  "licence": "Noto Color Emoji, SIL Open Font License 1.1"}})
-    print(f"{dataset.count} images at {model_config.resolution} px on {device}; "
+                         "data": description})
+    kind = "greyscale" if model_config.image_channels == 1 else "colour"
+    print(f"{dataset.count} {kind} images at {model_config.resolution} px on {device}; "
           f"{config.steps} steps of {config.batch_size}")
     note = resume_note(args.out, args.init_from) if not args.no_resume else None
     if note:
@@ -247,6 +259,44 @@ def run_train(args: argparse.Namespace) -> int:
     bar.close()
     print(f"wrote {folder}")
     return 0
+
+
+def folder_dataset(args: argparse.Namespace):
+    """train --data DIR: the network for the resolution (and the folder's channels), the cached images, and what
+    the model card says about them."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from playground.data.dataset import Dataset
+    from playground.data.folder import image_folder
+    from playground.models import FOLDER_PRESETS, PRESETS
+
+    resolution = args.resolution or 64
+    name = args.model or FOLDER_PRESETS[resolution]
+    try:
+        model_config = dataclasses.replace(PRESETS[name], resolution=resolution)
+    except ValueError as error:
+        raise ValueError(f"--model {name} can't work at {resolution} px: {error}") from None
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="image", desc="decoding once into the cache", dynamic_ncols=True)
+        bar.n = done
+        bar.refresh()
+
+    data = image_folder(args.data, resolution, progress=progress)
+    if bar is not None:
+        bar.close()
+    for path, why in data.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    print(f"{data.count} images from {args.data} ({len(data.skipped)} skipped), cached in {data.cache_dir}")
+    model_config = dataclasses.replace(model_config, image_channels=data.channels)
+    dataset = Dataset(f"folder:{data.name}", data.images, data.fingerprint, data.count)
+    return model_config, dataset, {"description": f"{data.count} images from the folder {data.name!r}"
+                                                  f"{' (greyscale)' if data.channels == 1 else ''}"}
 
 
 def run_finetune(args: argparse.Namespace, device) -> int:

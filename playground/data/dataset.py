@@ -12,7 +12,7 @@ import torch
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    images: torch.Tensor  # (N, 3, R, R) float32 in [-1, 1]
+    images: torch.Tensor  # (N, C, R, R) float32 in [-1, 1], or uint8 0..255 (a memory-mapped folder cache)
     fingerprint: str  # sha256 of the uint8 pixels
     count: int
 

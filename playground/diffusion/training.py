@@ -126,10 +126,13 @@ def draw_batch(data: torch.Tensor, generator: torch.Generator, config: TrainConf
     """A training batch: drawn with replacement from ``data``, ``prior_fraction`` of it from ``prior``, then augmented.
 
     Every random number comes from ``generator`` in a fixed order (indices, then ``augment``'s), so a resumed run
-    draws what an uninterrupted one would.
+    draws what an uninterrupted one would. ``data`` may be uint8 (0..255, e.g. a memory-mapped image cache): only
+    the drawn batch is read and converted to [-1, 1].
     """
     count = round(config.batch_size * config.prior_fraction) if prior is not None and len(prior) else 0
     x0 = data[torch.randint(0, data.shape[0], (config.batch_size - count,), generator=generator)]
+    if x0.dtype == torch.uint8:
+        x0 = x0.float().div(127.5).sub(1.0)
     if count:
         x0 = torch.cat([x0, prior[torch.randint(0, prior.shape[0], (count,), generator=generator)]])
     return augment(x0, generator) if augment is not None else x0
