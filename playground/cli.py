@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from playground.diffusion import BETA_SCHEDULES
@@ -207,6 +208,29 @@ def _train_progress(total: int):
     return bar, on_event
 
 
+@contextlib.contextmanager
+def stop_on_interrupt(say=print):
+    """Ctrl-C (SIGINT) or SIGTERM asks the run to stop after this step and save; a second one quits at once.
+    Yields the flag to pass as should_stop. Under torchrun every process gets the signal; the main one decides."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        say("\nstopping after this step and saving the checkpoint (again to quit at once)", file=sys.stderr)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop.is_set
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def run_train(args: argparse.Namespace) -> int:
     import platform
     import shlex
@@ -216,52 +240,71 @@ def run_train(args: argparse.Namespace) -> int:
     from playground.data.dataset import dataset_from_uint8
     from playground.data.emoji import load_emoji_set
     from playground.diffusion.training import TrainConfig
-    from playground.models import PRESETS, pick_device
+    from playground.models import PRESETS
+    from playground.services import distributed
     from playground.services.training_runs import RunSpec, resume_note, run_training
 
     if args.checkpoint_every is not None and args.checkpoint_every <= 0:
         raise ValueError("--checkpoint-every must be a number of seconds above 0.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
     if args.images and args.data:
         raise ValueError("Give --images (fine-tune on a few photos) or --data (train on a folder), not both.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dist = distributed.setup(args.device)  # under torchrun / accelerate launch: join the group, take our device
+    device = dist.device
+    say = print if dist.is_main else (lambda *a, **k: None)
     if args.images:
+        if dist.active:
+            raise ValueError("Fine-tuning on a few photos (--images) runs on one process; use --data to train on "
+                             "several.")
         return run_finetune(args, device)
-    if args.data:
-        model_config, dataset, description = folder_dataset(args)
-    else:
-        model_config = PRESETS[args.model or "emoji32"]
-        curated = args.subset == "curated"
-        emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None, skin_tones=not curated)
-        dataset = dataset_from_uint8(f"noto-emoji-{args.subset}", emoji.images)
-        description = {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
-                       "licence": "Noto Color Emoji, SIL Open Font License 1.1"}
+    for turn in ("main", "others"):  # the main process decodes and caches the data first; the others then open it
+        if (turn == "main") == dist.is_main:
+            if args.data:
+                model_config, dataset, description = folder_dataset(args, say)
+            else:
+                model_config = PRESETS[args.model or "emoji32"]
+                curated = args.subset == "curated"
+                emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None,
+                                       skin_tones=not curated)
+                dataset = dataset_from_uint8(f"noto-emoji-{args.subset}", emoji.images)
+                description = {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
+                               "licence": "Noto Color Emoji, SIL Open Font License 1.1"}
+        if turn == "main":
+            dist.barrier()
     config = TrainConfig(steps=args.steps or 20000, batch_size=args.batch_size or 64, lr=args.lr or 5e-4,
                          warmup_steps=args.warmup_steps if args.warmup_steps is not None else 200,
                          prediction_type=args.prediction_type, min_snr_gamma=args.min_snr_gamma or None,
                          schedule=args.schedule, seed=args.seed)
     hardware = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
-                if device.type == "cpu" else torch.cuda.get_device_name(device))
+                if device.type == "cpu" else torch.cuda.get_device_name(device)) + (
+        f" x {dist.world_size} processes" if dist.active else "")
     command = sys.argv[1:] if sys.argv[0].endswith("__main__.py") else sys.argv
     spec = RunSpec(config, model=model_config, init_from=args.init_from, resume=not args.no_resume,
                    preview_every=args.preview_every or 500, checkpoint_every_s=args.checkpoint_every or 600,
                    info={"command": "python -m playground " + shlex.join(command), "hardware": hardware,
                          "data": description})
     kind = "greyscale" if model_config.image_channels == 1 else "colour"
-    print(f"{dataset.count} {kind} images at {model_config.resolution} px on {device}; "
-          f"{config.steps} steps of {config.batch_size}")
+    say(f"{dataset.count} {kind} images at {model_config.resolution} px; {config.steps} steps")
+    say(f"training on {dist.world_size} process{'es' * dist.active} ({device.type}): batch {config.batch_size} "
+        f"per process, global batch {config.batch_size * dist.world_size}")
     note = resume_note(args.out, args.init_from) if not args.no_resume else None
     if note:
-        print(note)
-    bar, on_event = _train_progress(config.steps)
-    folder = run_training(args.out, dataset, spec, on_event=on_event, device=device)
-    bar.close()
-    print(f"wrote {folder}")
+        say(note)
+    bar, on_event = _train_progress(config.steps) if dist.is_main else (None, None)
+    try:
+        with stop_on_interrupt(say) as should_stop:
+            folder = run_training(args.out, dataset, spec, on_event=on_event, should_stop=should_stop, device=device,
+                                  dist=dist)
+    finally:
+        if bar is not None:
+            bar.close()
+        distributed.teardown(dist)
+    say(f"wrote {folder}")
     return 0
 
 
-def folder_dataset(args: argparse.Namespace):
+def folder_dataset(args: argparse.Namespace, say=print):
     """train --data DIR: the network for the resolution (and the folder's channels), the cached images, and what
     the model card says about them."""
     import dataclasses
@@ -291,8 +334,8 @@ def folder_dataset(args: argparse.Namespace):
     if bar is not None:
         bar.close()
     for path, why in data.skipped:
-        print(f"skipped {path}: {why}", file=sys.stderr)
-    print(f"{data.count} images from {args.data} ({len(data.skipped)} skipped), cached in {data.cache_dir}")
+        say(f"skipped {path}: {why}", file=sys.stderr)
+    say(f"{data.count} images from {args.data} ({len(data.skipped)} skipped), cached in {data.cache_dir}")
     model_config = dataclasses.replace(model_config, image_channels=data.channels)
     dataset = Dataset(f"folder:{data.name}", data.images, data.fingerprint, data.count)
     return model_config, dataset, {"description": f"{data.count} images from the folder {data.name!r}"
@@ -348,8 +391,10 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     total = args.steps if resuming and args.steps else finetuning.run_settings(run.path).config.steps
     bar, on_event = _train_progress(total)
     started = time.perf_counter()
-    checkpoint_dir = finetuning.train_run(run.path, on_event, device=device, steps=args.steps if resuming else None,
-                                          checkpoint_every_s=args.checkpoint_every or finetuning.CHECKPOINT_EVERY_S)
+    with stop_on_interrupt() as should_stop:
+        checkpoint_dir = finetuning.train_run(run.path, on_event, should_stop, device=device,
+                                              steps=args.steps if resuming else None,
+                                              checkpoint_every_s=args.checkpoint_every or finetuning.CHECKPOINT_EVERY_S)
     bar.close()
     print(f"trained in {time.perf_counter() - started:.0f} s; wrote {checkpoint_dir}")
     samples = finetuning.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)

@@ -28,17 +28,22 @@ def diffusion_loss(
     generator: torch.Generator | None = None,
     prediction_type: PredictionType = "epsilon",
     min_snr_gamma: float | None = None,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The simple loss of Ho et al. 2020 (eq. 14): MSE between the model's output and its target at random t.
 
     prediction_type picks the target: eps, v = sqrt(abar) eps - sqrt(1-abar) x_0 (Salimans & Ho 2022) or x_0.
     min_snr_gamma weights each sample as Min-SNR-gamma (Hang et al. 2023), in the units of that target:
     min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v, min(SNR, gamma) for x_0.
+    ``t`` and ``noise``: given, they replace the random draws (the same loss on the same samples, anywhere).
     """
     batch = x0.shape[0]
     where = generator.device if generator is not None else x0.device
-    t = torch.randint(0, schedule.num_timesteps, (batch,), generator=generator, device=where).to(x0.device)
-    noise = randn(x0.shape, generator, x0)
+    if t is None:
+        t = torch.randint(0, schedule.num_timesteps, (batch,), generator=generator, device=where).to(x0.device)
+    if noise is None:
+        noise = randn(x0.shape, generator, x0)
     x_t = add_noise(schedule, x0, noise, t)
     if prediction_type == "epsilon":
         target = noise

@@ -12,6 +12,7 @@ and the Train tab (through services.finetuning).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from playground.data.dataset import Dataset
 from playground.diffusion import NoiseSchedule
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, new_train_state, train
 from playground.models import ModelConfig, build_unet, count_parameters, model_fn
+from playground.services.distributed import Distributed
 from playground.services.image_sampling import preview
 
 
@@ -110,10 +112,13 @@ class RunSpec:
     info: dict = field(default_factory=dict)  # more playground.json content (command, hardware, base, data notes)
 
 
-def _start_state(run: RunFolder, spec: RunSpec, device: torch.device | str) -> tuple[TrainState, float, dict]:
+RANK_SEED_STRIDE = 1_000_003  # process r draws its batches and noise from seed + r * this (rank 0: the seed itself)
+
+
+def _start_state(run: RunFolder, spec: RunSpec, dist: Distributed) -> tuple[TrainState, float, dict]:
     """A new or restored training state, the wall time already spent, and the network's description."""
     unet = spec.unet if spec.unet is not None else build_unet(spec.model, seed=spec.config.seed)
-    unet = unet.to(device, memory_format=torch.channels_last)
+    unet = unet.to(dist.device, memory_format=torch.channels_last)
     model_info = spec.model.to_dict() if spec.model is not None else {
         "resolution": int(unet.config.sample_size), "channels": list(unet.config.block_out_channels)}
     state = new_train_state(unet, spec.config)
@@ -122,12 +127,22 @@ def _start_state(run: RunFolder, spec: RunSpec, device: torch.device | str) -> t
         tensors, meta = saved
         info = read_info(run.checkpoint)
         state.load_tensors(tensors, meta, load_weights(run.checkpoint), info.get("loss_history_full", []))
+        if dist.rank:  # every process continues its own random stream, when the run had as many processes
+            own = tensors.get(f"rng.rank{dist.rank}")
+            if own is not None and meta.get("world_size") == dist.world_size:
+                state.generator.set_state(own)
+            else:
+                state.generator.manual_seed(spec.config.seed + RANK_SEED_STRIDE * dist.rank + state.step)
         return state, float(info.get("wall_time_s", 0.0)), model_info
     if spec.init_from is not None:
         info = read_info(spec.init_from)
         state.warm_start(load_weights(spec.init_from), info.get("steps", 0), info.get("loss_history_full", []),
                          info.get("seed", 0))
+        if dist.rank:
+            state.generator.manual_seed(spec.config.seed + RANK_SEED_STRIDE * dist.rank + state.step)
         return state, float(info.get("wall_time_s", 0.0)), model_info
+    if dist.rank:
+        state.generator.manual_seed(spec.config.seed + RANK_SEED_STRIDE * dist.rank)
     return state, 0.0, model_info
 
 
@@ -139,35 +154,50 @@ def run_training(
     on_event: Callable[[TrainEvent], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     device: torch.device | str = "cpu",
+    dist: Distributed | None = None,
 ) -> Path:
     """Train (or continue) the run in ``run_dir`` as ``spec`` says; returns the checkpoint folder.
 
     Resume restores everything from RUN/checkpoint exactly. Without one, ``spec.init_from`` warm-starts: its
     weights become both the model and the EMA, its step count and loss history carry on, and AdamW's moments start
     fresh. ``prior``: images mixed into every batch (see core ``train``). ``on_event`` gets every step's TrainEvent.
+
+    ``dist`` (services.distributed, under torchrun or accelerate launch): the model is wrapped for data parallelism,
+    each process trains on its shard of the images with its own random stream, the loss is averaged over processes
+    every step, the main process alone writes the log, previews and checkpoints (with every process's random
+    state, so a resumed run continues each one), and the EMA, identical on every device, is saved once.
     """
+    dist = dist or Distributed(device=torch.device(device))
     run = RunFolder(Path(run_dir))
-    run.samples.mkdir(parents=True, exist_ok=True)
     config = spec.config
     schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
-    state, wall_before, model_info = _start_state(run, spec, device)
+    state, wall_before, model_info = _start_state(run, spec, dist)
     started = last_save = time.perf_counter()
     gap = min(FIRST_CHECKPOINT_S, spec.checkpoint_every_s)
-    new_log = not run.log.exists()
-    log_file = open(run.log, "a", newline="")  # noqa: SIM115 - closed in the finally below, after the last save
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "loss", "lr", "images_per_s"])
+    log_file = log = None
+    if dist.is_main:
+        run.samples.mkdir(parents=True, exist_ok=True)
+        new_log = not run.log.exists()
+        log_file = open(run.log, "a", newline="")  # noqa: SIM115 - closed in the finally below, after the last save
+        log = csv.writer(log_file)
+        if new_log:
+            log.writerow(["step", "loss", "lr", "images_per_s"])
 
-    def save() -> None:
+    def save() -> None:  # every process calls it (the random states are gathered); the main one writes
         tensors, meta = state.to_tensors()
+        streams = dist.gather(state.generator.get_state())
+        if not dist.is_main:
+            return
+        tensors.update({f"rng.rank{r}": stream for r, stream in enumerate(streams) if r})
+        meta["world_size"] = dist.world_size
         losses = state.losses
         stride = max(1, len(losses) // 2000)
         info = {
             "model": model_info, "training": config.to_dict(),
             "parameters": count_parameters(state.model),
             "data": {"name": dataset.name, "count": dataset.count, "sha256": dataset.fingerprint},
-            "steps": state.step, "seed": config.seed,
+            "steps": state.step, "seed": config.seed, "processes": dist.world_size,
+            "global_batch": config.batch_size * dist.world_size,
             "wall_time_s": wall_before + time.perf_counter() - started,
             "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
             "loss_history": [float(np.mean(losses[i:i + stride])) for i in range(0, len(losses), stride)],
@@ -178,26 +208,40 @@ def run_training(
         save_checkpoint(run.checkpoint, state.ema.model, config.schedule, config.num_timesteps,
                         config.prediction_type, info, model_card(run.path.name, info), tensors, meta)
 
+    stopping = False
+
     def callback(event: TrainEvent, current: TrainState) -> None:
-        nonlocal last_save, gap
-        log.writerow([event.step, f"{event.loss:.5f}", f"{event.lr:.6g}", f"{event.images_per_second:.1f}"])
-        if on_event is not None:
-            on_event(event)
-        if event.step % spec.preview_every == 0 or event.step == event.total_steps:
-            grid = media.image_grid(preview(current.ema.model, schedule, config.prediction_type, spec.preview_count))
-            grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
-                run.samples / f"step_{event.step:06d}.png")
-        if time.perf_counter() - last_save > gap:
-            log_file.flush()
+        nonlocal last_save, gap, stopping
+        due = time.perf_counter() - last_save > gap
+        loss, stopping, save_now = dist.agree(event.loss, dist.active and should_stop(), due)
+        current.losses[-1] = loss
+        event = dataclasses.replace(event, loss=loss, images_per_second=event.images_per_second * dist.world_size)
+        if dist.is_main:
+            log.writerow([event.step, f"{event.loss:.5f}", f"{event.lr:.6g}", f"{event.images_per_second:.1f}"])
+            log_file.flush()  # so `tail -f log.csv` follows the run
+            if on_event is not None:
+                on_event(event)
+            if event.step % spec.preview_every == 0 or event.step == event.total_steps:
+                grid = media.image_grid(preview(current.ema.model, schedule, config.prediction_type,
+                                                spec.preview_count))
+                grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
+                    run.samples / f"step_{event.step:06d}.png")
+        if save_now:
+            if log_file is not None:
+                log_file.flush()
             save()
             last_save = time.perf_counter()
             gap = min(2 * gap, spec.checkpoint_every_s)
 
+    def stop_now() -> bool:  # alone: the person's flag; on several processes: what they agreed on after a step
+        return stopping if dist.active else should_stop()
+
     try:
-        train(state, dataset.images, schedule, config, callback, should_stop, prior, augment=augmenter(config),
-              model_fn=model_fn(state.model))
+        train(state, dist.shard(dataset.images), schedule, config, callback, stop_now, prior,
+              augment=augmenter(config), model_fn=model_fn(dist.wrap(state.model)))
     finally:
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
         save()
     return run.checkpoint
 
