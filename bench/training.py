@@ -1,6 +1,12 @@
 """Training speed and memory: our training loop against a diffusers-style loop, same UNet, batch and optimizer.
 
     python bench/training.py [--batch 16] [--steps 30] [--rounds 3] [--device cpu|cuda]
+    python bench/training.py --processes 1,2 [--batch 16] [--steps 40]     # the multi-process case
+
+--processes: the real command, `torchrun --nproc_per_node N -m playground train --data DIR ...`, on a folder of
+synthetic 32 px images with the emoji32 network, batch --batch per process; prints the global images/s (the
+median of the logged rate over the second half of the steps) for each N, and the speed-up over one process. On a
+CPU each process gets cores / N threads.
 
 Both loops do the same work per step: a batch with random flips, noise at random t, the v-prediction target,
 one forward and backward pass of the same UNet (emoji32, the Train tab's network), gradient clipping, an AdamW
@@ -95,6 +101,41 @@ def run_one(which: str, batch: int, steps: int, device: str) -> dict:
     return {"images_per_s": batch * steps / seconds, "peak_mib": peak}
 
 
+def multi_process(args: argparse.Namespace) -> None:
+    import os
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(tempfile.mkdtemp()) / "data"
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(256):
+        Image.fromarray((rng.rand(32, 32, 3) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    cores = os.cpu_count() or 1
+    torchrun = Path(sys.executable).with_name("torchrun")
+    rates = {}
+    for n in [int(v) for v in args.processes.split(",")]:
+        out = folder.parent / f"run{n}"
+        threads = max(1, cores // n)
+        subprocess.run([str(torchrun), "--nproc_per_node", str(n), "--master_port", str(29600 + n), "-m",
+                        "playground", "train", "--data", str(folder), "--resolution", "32", "--model", "emoji32",
+                        "--steps", str(args.steps), "--batch-size", str(args.batch), "--preview-every", "100000",
+                        "--checkpoint-every", "100000", "--out", str(out), "--threads", str(threads),
+                        "--device", args.device],
+                       cwd=ROOT, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(threads),
+                                                                      "PLAYGROUND_DATA_CACHE": str(folder.parent)})
+        logged = np.loadtxt(out / "log.csv", delimiter=",", skiprows=1)
+        rates[n] = float(np.median(logged[len(logged) // 2:, 3]))
+        print(f"{n} process{'es' * (n > 1)} x {threads} thread{'s' * (threads > 1)}: {rates[n]:6.1f} images/s "
+              f"(global batch {args.batch * n})", flush=True)
+    first = min(rates)
+    for n, rate in rates.items():
+        if n != first:
+            print(f"speed-up of {n} over {first}: {rate / rates[first]:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=16)
@@ -102,7 +143,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--processes", help="e.g. 1,2: time the train command under torchrun with these counts")
     args = parser.parse_args()
+    if args.processes:
+        multi_process(args)
+        return
     if args.one:
         print(json.dumps(run_one(args.one, args.batch, args.steps, args.device)))
         return

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "once into a cache, greyscale folders give 1-channel models")
     train.add_argument("--resolution", type=int, choices=[32, 64, 128],
                        help="with --data: the training size (default 64)")
+    train.add_argument("--quality-samples", type=int, default=64,
+                       help="with --data: at every preview, draw this many samples and measure density, coverage "
+                            "and near-copies against held-out images (RUN/quality.csv, RUN/progress.html; 0: off)")
     train.add_argument("--dataset", choices=["emoji"], default="emoji")
     train.add_argument("--subset", choices=["curated", "all"], default="curated",
                        help="curated: faces, people, animals, food, places, activities, objects without skin-tone "
@@ -234,6 +237,7 @@ def stop_on_interrupt(say=print):
 def run_train(args: argparse.Namespace) -> int:
     import platform
     import shlex
+    from pathlib import Path
 
     import torch
 
@@ -242,6 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
     from playground.diffusion.training import TrainConfig
     from playground.models import PRESETS
     from playground.services import distributed
+    from playground.services.sample_quality import QualityProbe
     from playground.services.training_runs import RunSpec, resume_note, run_training
 
     if args.checkpoint_every is not None and args.checkpoint_every <= 0:
@@ -260,8 +265,9 @@ def run_train(args: argparse.Namespace) -> int:
         return run_finetune(args, device)
     for turn in ("main", "others"):  # the main process decodes and caches the data first; the others then open it
         if (turn == "main") == dist.is_main:
+            held_out = None
             if args.data:
-                model_config, dataset, description = folder_dataset(args, say)
+                model_config, dataset, description, held_out = folder_dataset(args, say)
             else:
                 model_config = PRESETS[args.model or "emoji32"]
                 curated = args.subset == "curated"
@@ -280,7 +286,11 @@ def run_train(args: argparse.Namespace) -> int:
                 if device.type == "cpu" else torch.cuda.get_device_name(device)) + (
         f" x {dist.world_size} processes" if dist.active else "")
     command = sys.argv[1:] if sys.argv[0].endswith("__main__.py") else sys.argv
+    if args.quality_samples < 0:
+        raise ValueError("--quality-samples must be 0 (off) or more.")
+    quality = QualityProbe(held_out, dataset.images) if held_out is not None and dist.is_main else None
     spec = RunSpec(config, model=model_config, init_from=args.init_from, resume=not args.no_resume,
+                   quality=quality, quality_samples=args.quality_samples,
                    preview_every=args.preview_every or 500, checkpoint_every_s=args.checkpoint_every or 600,
                    info={"command": "python -m playground " + shlex.join(command), "hardware": hardware,
                          "data": description})
@@ -301,6 +311,12 @@ def run_train(args: argparse.Namespace) -> int:
             bar.close()
         distributed.teardown(dist)
     say(f"wrote {folder}")
+    quality_log = Path(args.out) / "quality.csv"
+    if dist.is_main and quality_log.is_file():
+        last = quality_log.read_text().strip().splitlines()[-1].split(",")
+        say(f"sample quality at step {last[0]}: density {float(last[1]):.2f}, coverage {float(last[2]):.2f} (about 1 "
+            f"is good for both), near-copies {float(last[3]):.0%}; plotted with the loss in "
+            f"{Path(args.out) / 'progress.html'}")
     return 0
 
 
@@ -337,9 +353,15 @@ def folder_dataset(args: argparse.Namespace, say=print):
         say(f"skipped {path}: {why}", file=sys.stderr)
     say(f"{data.count} images from {args.data} ({len(data.skipped)} skipped), cached in {data.cache_dir}")
     model_config = dataclasses.replace(model_config, image_channels=data.channels)
-    dataset = Dataset(f"folder:{data.name}", data.images, data.fingerprint, data.count)
+    # The cache's order is shuffled, so its tail is a random held-out set: 5% (10 to 1,000) when there are 40 or more.
+    held = min(1000, max(10, data.count // 20)) if data.count >= 40 and args.quality_samples > 0 else 0
+    images, held_out = (data.images[:-held], data.images[-held:]) if held else (data.images, None)
+    dataset = Dataset(f"folder:{data.name}", images, data.fingerprint, len(images))
+    if held:
+        say(f"holding out {held} images to measure sample quality against at every preview")
     return model_config, dataset, {"description": f"{data.count} images from the folder {data.name!r}"
-                                                  f"{' (greyscale)' if data.channels == 1 else ''}"}
+                                                  f"{' (greyscale)' if data.channels == 1 else ''}"
+                                                  f"{f', {held} held out' if held else ''}"}, held_out
 
 
 def run_finetune(args: argparse.Namespace, device) -> int:

@@ -319,3 +319,23 @@ def score_error_figure(errors: list[tuple[int, float]], t: int | None = None) ->
                          height=300, margin=dict(l=50, r=20, t=50, b=40))
     figure.update_yaxes(type="log", **log_ticks(values))
     return figure
+
+
+def training_progress_figure(losses: list[float], readings: list[tuple[int, float, float, float]]) -> go.Figure:
+    """A run's loss per step (top) and its sample quality at each check (bottom): density and coverage (Naeem et
+    al. 2020; about 1 is good for both) and the share of samples that copy a training image."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                           subplot_titles=("loss", "sample quality against held-out images"))
+    figure.add_scatter(x=list(range(1, len(losses) + 1)), y=losses, mode="lines", name="loss",
+                       line=dict(color="rgba(59,91,219,0.5)", width=1), row=1, col=1)
+    steps = [r[0] for r in readings]
+    for index, (name, colour) in enumerate((("density", "#2f9e44"), ("coverage", "#e8590c"),
+                                            ("near-copies", "#c92a2a")), start=1):
+        figure.add_scatter(x=steps, y=[r[index] for r in readings], mode="lines+markers", name=name,
+                           line=dict(color=colour), row=2, col=1)
+    figure.update_yaxes(type="log", row=1, col=1, **log_ticks(losses))
+    figure.update_xaxes(title_text="step", row=2, col=1)
+    figure.update_layout(template="plotly_white", height=620, margin=dict(l=50, r=20, t=50, b=40))
+    return figure

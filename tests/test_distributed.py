@@ -104,3 +104,22 @@ def test_torchrun_trains_saves_once_and_resumes_exactly(squares, tmp_path):
     theirs = pipeline.unet.state_dict()
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_same_command_runs_under_accelerate_launch(squares, tmp_path):
+    accelerate = Path(sys.executable).with_name("accelerate")
+    if not accelerate.exists():
+        pytest.skip("accelerate is in requirements-dev.txt")
+    # accelerate's multi-process launcher is torchrun underneath; on a CPU it runs gloo like torchrun does
+    result = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+                             str(free_port()), "-m", "playground", "train", "--data", str(squares), "--resolution",
+                             "32", "--model", "tiny", "--steps", "20", "--batch-size", "4", "--preview-every", "1000",
+                             "--out", str(tmp_path / "run"), "--threads", "1"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                         "PLAYGROUND_DATA_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training on 2 processes (cpu): batch 4 per process, global batch 8" in result.stdout
+    info = json.loads((tmp_path / "run" / "checkpoint" / "playground.json").read_text())
+    assert (info["processes"], info["steps"]) == (2, 20)

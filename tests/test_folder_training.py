@@ -60,3 +60,45 @@ def test_a_grey_folder_trains_a_one_channel_model_that_diffusers_loads(tmp_path,
                  "--n", "2"]) == 0
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert main(["train", "--data", str(folder), "--images", str(folder), "--out", str(out)]) == 2
+
+
+def test_quality_is_read_against_held_out_images_at_every_preview(tmp_path, monkeypatch, capsys):
+    import csv
+
+    monkeypatch.setattr("playground.data.folder.CACHE_ROOT", tmp_path / "cache")
+    folder = make_folder(tmp_path / "photos", count=60)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--resolution", "32", "--model", "tiny", "--steps", "4",
+                 "--batch-size", "4", "--preview-every", "2", "--quality-samples", "8", "--out", str(out),
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "holding out 10 images" in printed and "50 colour images" in printed
+    assert "sample quality at step 4" in printed
+    with open(out / "quality.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert all(0 <= float(r["coverage"]) <= 1 and float(r["density"]) >= 0 and 0 <= float(r["near_copies"]) <= 1
+               for r in rows)
+    assert (out / "progress.html").stat().st_size > 100_000  # plotly inlined: it opens offline
+
+
+def test_density_and_coverage_rank_copies_blurs_noise_and_collapse():
+    from playground.data.dataset import dataset_from_uint8
+    from playground.data.emoji import load_emoji_set
+    from playground.services.sample_quality import copy_share, copy_threshold, density_coverage, features
+
+    images = dataset_from_uint8("emoji", load_emoji_set(32).images).images
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    real, fresh = images[order[:300]], images[order[300:600]]
+    reference = features(real)
+    same = density_coverage(reference, features(fresh))
+    noise = density_coverage(reference, features(torch.rand_like(fresh) * 2 - 1))
+    collapsed = density_coverage(reference, features(fresh[:1].expand(300, -1, -1, -1)))
+    assert same[0] > 0.7 and same[1] > 0.85  # fresh real images: dense and covering
+    assert noise[0] < 0.05 and noise[1] < 0.05  # noise: neither
+    assert collapsed[1] < 0.05 < same[1]  # one image repeated: no coverage, whatever its density
+    # near-copies, relative to how far new images lie from the training set: emoji look alike, yet new ones are new
+    threshold = copy_threshold(fresh[:100], real)
+    assert copy_share(fresh[100:200], real, threshold) < 0.15 and copy_share(real[:50], real, threshold) == 1.0
+    noisy_copies = real[:50] + 0.05 * torch.randn(50, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert copy_share(noisy_copies, real, threshold) == 1.0

@@ -9,6 +9,9 @@ Every file under the folder (recursively, hidden ones aside) goes through the sa
 square and resized to R x R. A folder whose every image is grey (R = G = B) becomes 1-channel data, so it trains a
 greyscale model; otherwise 3-channel.
 
+Images are stored in an order shuffled from the key, so any tail of the cache is a random sample of the folder
+(train --data holds one out to measure sample quality against).
+
 The cache lives in CACHE_ROOT/<key>/ (images.u8, index.json), the key a hash of every file's relative path, size and
 modification time plus the resolution: change the folder and it is rebuilt; point at it again and it opens at once.
 RAM stays bounded: images are decoded in chunks straight into the memory-mapped file, and training reads pages.
@@ -77,7 +80,7 @@ def image_folder(folder: str | os.PathLike, resolution: int, cache_root: Path | 
     files = list_files(folder)
     if not files:
         raise ValueError(f"{str(folder)!r} holds no files.")
-    key = cache_key(folder, files, resolution)
+    key = cache_key(folder, files, resolution)  # hex: its first digits also seed the stored order
     where = (cache_root or CACHE_ROOT) / key
     if not (where / "index.json").is_file():
         _build(folder, files, resolution, where, progress)
@@ -96,7 +99,8 @@ def _build(folder: Path, files: list[Path], resolution: int, where: Path, progre
         colour = np.lib.format.open_memmap(tmp / "rgb.npy", mode="w+", dtype=np.uint8,
                                            shape=(len(files), resolution, resolution, 3))
         kept, skipped, grey = 0, [], True
-        for i, path in enumerate(files):
+        order = np.random.RandomState(int(where.name[:8], 16)).permutation(len(files))
+        for i, path in enumerate(files[j] for j in order):
             try:
                 pixels = _decode(path, resolution)
             except ImageError as error:

@@ -3,6 +3,8 @@
     RUN/checkpoint/      the diffusers folder (EMA weights) plus training/ to resume from
     RUN/samples/         a preview grid every ``preview_every`` steps (fixed seed, DPM-Solver++ 25 steps)
     RUN/log.csv          step, loss, lr, images/s
+    RUN/quality.csv      step, density, coverage, near-copy share (runs given held-out images), at every preview
+    RUN/progress.html    the loss and the quality readings, plotted (a page that works offline)
     RUN/settings.json    fine-tuning runs only: what Resume continues with (see services.finetuning)
 
 :class:`RunFolder` knows a run's files; :func:`run_training` trains one. Shared by ``python -m playground train``
@@ -30,8 +32,10 @@ from playground.data.dataset import Dataset
 from playground.diffusion import NoiseSchedule
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, new_train_state, train
 from playground.models import ModelConfig, build_unet, count_parameters, model_fn
+from playground.plots import training_progress_figure
 from playground.services.distributed import Distributed
 from playground.services.image_sampling import preview
+from playground.services.sample_quality import QualityProbe
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class RunSpec:
     checkpoint_every_s: float = 600.0  # at most this many seconds between checkpoints (one is always written at the
     # end); the first comes after FIRST_CHECKPOINT_S and the gaps double up to it, so short runs have one early
     info: dict = field(default_factory=dict)  # more playground.json content (command, hardware, base, data notes)
+    quality: QualityProbe | None = None  # sample quality against held-out images at every preview (main process)
+    quality_samples: int = 64  # samples drawn for each quality reading
 
 
 RANK_SEED_STRIDE = 1_000_003  # process r draws its batches and noise from seed + r * this (rank 0: the seed itself)
@@ -226,6 +232,8 @@ def run_training(
                                                 spec.preview_count))
                 grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
                     run.samples / f"step_{event.step:06d}.png")
+                if spec.quality is not None:
+                    read_quality(run, spec, current, schedule, event.step)
         if save_now:
             if log_file is not None:
                 log_file.flush()
@@ -244,6 +252,24 @@ def run_training(
             log_file.close()
         save()
     return run.checkpoint
+
+
+def read_quality(run: RunFolder, spec: RunSpec, state: TrainState, schedule: NoiseSchedule, step: int) -> None:
+    """Sample, read the quality against the held-out images, append it to quality.csv and replot progress.html."""
+    samples = preview(state.ema.model, schedule, spec.config.prediction_type, spec.quality_samples, seed=4321)
+    reading = spec.quality.read(step, samples)
+    path = run.path / "quality.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["step", "density", "coverage", "near_copies"])
+        writer.writerow([step, f"{reading.density:.4f}", f"{reading.coverage:.4f}", f"{reading.copies:.4f}"])
+    with open(path, newline="") as f:
+        readings = [(int(r["step"]), float(r["density"]), float(r["coverage"]), float(r["near_copies"]))
+                    for r in csv.DictReader(f)]
+    training_progress_figure(run.losses() or state.losses, readings).write_html(
+        run.path / "progress.html", include_plotlyjs=True)
 
 
 def resume_note(run_dir: str | Path, init_from: str | Path | None = None) -> str | None:
