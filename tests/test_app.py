@@ -241,7 +241,9 @@ def test_a_greyscale_model_samples_in_the_tab_and_fine_tunes_in_the_train_tab(cl
     assert status.startswith("Done: 4 images")
     gallery, note, _ = session.predict([handle_file(str(files["photo.png"]))], "center", "grey-28",
                                        api_name="/train_add_photos")
-    assert note.startswith("1 photo, trained on as 28×28")
+    assert note.startswith("1 photo, trained on as 28×28 grey squares")
+    picture = np.asarray(Image.open(gallery[0]["image"]).convert("RGB"), dtype=int)  # {"image": file, "caption"}
+    assert (picture[..., 0] == picture[..., 1]).all()  # shown in grey, as the model sees it
     status = session.submit("center", "grey-28", "", "quick", 3, 1e-3, 2, True, 0.85, 0.05, 0.0, 0.99, 3, 0, "grey",
                             api_name="/train").result()[0]
     assert status.startswith("Done: 3 steps"), status

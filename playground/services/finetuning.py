@@ -193,10 +193,14 @@ def open_photos(photos: list[dict]) -> list[Image.Image]:
                          "again.") from None
 
 
-def gallery(photos: list[dict], crop_mode: str, resolution: int, display: int = 128) -> list[tuple[Image.Image, str]]:
-    """Each kept photo as the model will see it (its training crop, enlarged crisply), with its file name."""
-    return [(media.zoom(training_crop(image, resolution, crop_mode), min_side=display), photo["name"])
-            for image, photo in zip(open_photos(photos), photos, strict=True)]
+def gallery(photos: list[dict], crop_mode: str, resolution: int, display: int = 128,
+            grey: bool = False) -> list[tuple[Image.Image, str]]:
+    """Each kept photo as the model will see it (its training crop, enlarged crisply, in grey for a greyscale
+    model), with its file name."""
+    crops = [training_crop(image, resolution, crop_mode) for image in open_photos(photos)]
+    if grey:  # the luminance the model trains on (data.dataset.match_channels uses the same weights)
+        crops = [crop.convert("L").convert("RGB") for crop in crops]
+    return [(media.zoom(crop, min_side=display), photo["name"]) for crop, photo in zip(crops, photos, strict=True)]
 
 
 # --- base models ---

@@ -44,25 +44,29 @@ session only and are deleted 6 hours after you last used them.
 
 # --- photos ---
 
-def _resolution(base: str | None, request: gr.Request | None) -> int:
+def _resolution(base: str | None, request: gr.Request | None) -> tuple[int, int]:
+    """The starting model's (size, channels): what the photos become for it."""
     folder = model_catalog.resolve(base, session_folder(request)) if base != finetuning.SCRATCH else None
     if folder is not None:
         try:
-            return get_checkpoint(folder).resolution
+            checkpoint = get_checkpoint(folder)
+            return checkpoint.resolution, checkpoint.channels
         except CheckpointError:
             pass
-    return finetuning.base_resolution(None)
+    return finetuning.base_resolution(None), 3
 
 
-def _photo_summary(photos: list[dict], resolution: int) -> str:
+def _photo_summary(photos: list[dict], shape: tuple[int, int]) -> str:
     if not photos:
         return "No photos yet."
-    return f"{len(photos)} photo{'s' * (len(photos) != 1)}, trained on as {resolution}×{resolution} squares."
+    resolution, channels = shape
+    grey = " grey" if channels == 1 else ""
+    return f"{len(photos)} photo{'s' * (len(photos) != 1)}, trained on as {resolution}×{resolution}{grey} squares."
 
 
-def _gallery(photos: list[dict], crop: str, resolution: int):
+def _gallery(photos: list[dict], crop: str, shape: tuple[int, int]):
     try:
-        return finetuning.gallery(photos, crop, resolution)
+        return finetuning.gallery(photos, crop, shape[0], grey=shape[1] == 1)
     except ValueError as error:
         raise problem(str(error)) from None
 
@@ -107,7 +111,7 @@ def remove_photo(photos: list[dict], selected: int | None, crop: str, base: str,
 
 
 def clear_photos():
-    return [], [], _photo_summary([], finetuning.base_resolution(None)), None
+    return [], [], _photo_summary([], (finetuning.base_resolution(None), 3)), None
 
 
 def select_photo(event: gr.SelectData) -> int:
