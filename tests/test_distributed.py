@@ -41,7 +41,7 @@ def test_two_processes_of_four_average_to_one_process_of_eight(tmp_path):
     alone, pair = tmp_path / "alone.pt", tmp_path / "pair.pt"
     subprocess.run([sys.executable, "tests/ddp_gradients.py", str(alone)], cwd=ROOT, check=True, timeout=300)
     torchrun(["tests/ddp_gradients.py", str(pair)])
-    a, b = torch.load(alone), torch.load(pair)
+    a, b = torch.load(alone, weights_only=True), torch.load(pair, weights_only=True)
     assert a.abs().sum() > 0
     torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
 
