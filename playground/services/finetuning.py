@@ -52,6 +52,7 @@ PRIOR_COUNT = 32  # base-model samples drawn once per run for prior preservation
 MAX_STEPS, MAX_BATCH, MAX_LR = 100_000, 512, 0.1
 CHECKPOINT_EVERY_S = 120.0
 GPU_CHUNK_S = 75.0  # on ZeroGPU: one borrowed-GPU call trains this long at most, saves, and the next resumes
+FREE_DAILY_GPU_S = 300.0  # a free Hugging Face account's daily ZeroGPU quota, about 5 minutes (2026)
 
 # What every fine-tuning recipe shares; each preset overrides a few fields of it.
 FINETUNE = TrainConfig(steps=400, batch_size=16, lr=5e-4, warmup_steps=20, ema_max_decay=0.995, hflip=True,
@@ -79,7 +80,9 @@ class Preset:
     def label(self, where: str = "local") -> str:
         """The preset's name and cost on this hardware (services.gpu.hardware())."""
         if where == "zerogpu":
-            cost = f"~{_duration(self.gpu_seconds(chunked=True))} of your daily ZeroGPU minutes"
+            seconds = self.gpu_seconds(chunked=True)
+            cost = f"~{_duration(seconds)} of your daily ZeroGPU minutes" + (
+                " (more than a free account's day: train part, come back, Resume)" if seconds > FREE_DAILY_GPU_S else "")
         elif where == "space-cpu":
             cost = f"~{_duration(60 * self.cpu_minutes)} on this Space's 2 vCPUs"
         elif self.name == "GPU":
