@@ -81,8 +81,8 @@ class Preset:
         """The preset's name and cost on this hardware (services.gpu.hardware())."""
         if where == "zerogpu":
             seconds = self.gpu_seconds(chunked=True)
-            cost = f"~{_duration(seconds)} of your daily ZeroGPU minutes" + (
-                " (more than a free account's day: train part, come back, Resume)" if seconds > FREE_DAILY_GPU_S else "")
+            over = " (more than a free account's day: train part, come back, Resume)"
+            cost = f"~{_duration(seconds)} of your daily ZeroGPU minutes" + (over if seconds > FREE_DAILY_GPU_S else "")
         elif where == "space-cpu":
             cost = f"~{_duration(60 * self.cpu_minutes)} on this Space's 2 vCPUs"
         elif self.name == "GPU":
