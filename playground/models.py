@@ -117,6 +117,20 @@ class ToyConfig:
     coordinate_scale: float = 25.0  # x is multiplied by this first, so the features resolve fine structure
 
 
+class BagOfWords(torch.nn.Module):
+    """A prompt's conditioning vector: the sum of its words' embeddings, for UNet2DModel(class_embed_type="identity"),
+    which adds it to the time embedding. Zero-initialised: a model warm-started from an unconditional one draws
+    exactly what that one drew until training moves the embeddings. Word id 0 pads a batch and stays zero."""
+
+    def __init__(self, vocabulary_size: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocabulary_size + 1, dim, padding_idx=0)
+        torch.nn.init.zeros_(self.embedding.weight)
+
+    def forward(self, word_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, dim)
+        return self.embedding(word_ids).sum(dim=1)
+
+
 class ToyMLP(torch.nn.Module):
     """The toy denoiser for points: [x, y, emb(x), emb(y), emb(t)] -> MLP with SiLU -> 2 numbers (eps or v).
 
