@@ -14,7 +14,6 @@ resumes from it. Plain values in and out; no UI here.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import queue
@@ -301,7 +300,7 @@ def train_run(run_dir: str | os.PathLike, on_event: Callable[[TrainEvent], None]
     dataset = dataset_from_uint8(f"{len(photos)} photos", photos)
     channels = base.channels if base is not None else 3
     if channels != 3:  # a greyscale base learns the photos in grey
-        dataset = dataclasses.replace(dataset, images=match_channels(dataset.images, channels))
+        dataset = replace(dataset, images=match_channels(dataset.images, channels))
     return run_training(run.path, dataset, spec, prior=prior, on_event=on_event, should_stop=should_stop,
                         device=device)
 

@@ -43,7 +43,7 @@ def _spaces():
     if not on_zerogpu():
         return None
     try:
-        import spaces  # preinstalled on ZeroGPU Spaces; also in requirements.txt
+        import spaces  # preinstalled on ZeroGPU Spaces; the Space's requirements.txt (scripts/build_space.py) adds it
     except ImportError:
         return None
     return spaces

@@ -211,7 +211,7 @@ COMPARISON = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
 class SamplerRun:
     sampler: str
     steps: int
-    images: torch.Tensor  # (B, 3, H, W) in [-1, 1], on the CPU
+    images: torch.Tensor  # (B, C, H, W) in [-1, 1], on the CPU
     seconds: float
 
 
