@@ -314,9 +314,9 @@ def run_train(args: argparse.Namespace) -> int:
     quality_log = Path(args.out) / "quality.csv"
     if dist.is_main and quality_log.is_file():
         last = quality_log.read_text().strip().splitlines()[-1].split(",")
-        say(f"sample quality at step {last[0]}: density {float(last[1]):.2f}, coverage {float(last[2]):.2f} (about 1 "
-            f"is good for both), near-copies {float(last[3]):.0%}; plotted with the loss in "
-            f"{Path(args.out) / 'progress.html'}")
+        say(f"sample quality at step {last[0]}: density {float(last[1]):.2f} (about 1; above, samples bunch where "
+            f"the data is densest), coverage {float(last[2]):.2f} (up to 1: how much of the data they reach), "
+            f"near-copies {float(last[3]):.0%}; plotted with the loss in {Path(args.out) / 'progress.html'}")
     return 0
 
 
