@@ -95,9 +95,14 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
 
 
+def spread(points: torch.Tensor) -> float:
+    """The data's spread: the root mean of its per-axis variances."""
+    return float(points.double().var(0).mean().sqrt())
+
+
 def kernel_bandwidth(reference: torch.Tensor) -> float:
-    """The narrow kernel's bandwidth: 0.1 x the data's spread (root mean of the per-axis variances)."""
-    return 0.1 * float(reference.double().var(0).mean().sqrt())
+    """The narrow kernel's bandwidth: 0.1 x the data's spread."""
+    return 0.1 * spread(reference)
 
 
 def narrow_mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> float:
@@ -116,9 +121,8 @@ def narrow_mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> float:
 
 def count_strays(points: torch.Tensor, reference: torch.Tensor, margin: float = 0.5) -> int:
     """Points farther than ``margin`` x the data's spread from every reference point: off the data entirely."""
-    spread = float(reference.double().var(0).mean().sqrt())
     nearest = torch.cdist(points.double(), reference.double()).min(dim=1).values
-    return int((nearest > margin * spread).sum())
+    return int((nearest > margin * spread(reference)).sum())
 
 
 @dataclass(frozen=True)
