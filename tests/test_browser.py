@@ -129,6 +129,8 @@ def test_toy_lab_trains_samples_and_animates(page):
     # Press Play: the animation restarts from pure noise and ends where it started, on the result.
     plot = "document.querySelector('#toy-reverse .js-plotly-plot')"
     final = page.evaluate(f"() => {plot}.data.at(-1).x[0]")
+    # Frames are attached by the page's script shortly after the plot draws; Play works once they are.
+    page.wait_for_function(f"() => {plot}.dataset.framesReady === String({plot}.layout.meta.token)")
     page.locator("#toy-reverse .updatemenu-button").first.click()
     page.wait_for_function(f"(final) => {plot}.data.at(-1).x[0] !== final", arg=final)
     page.wait_for_function(f"(final) => {plot}.data.at(-1).x[0] === final", arg=final, timeout=20_000)

@@ -33,11 +33,13 @@ ANIMATION_JS = """
       var meta = plot.layout && plot.layout.meta;
       if (!meta || !meta.playground_frames || plot._playgroundToken === meta.token) return;
       plot._playgroundToken = meta.token;
+      plot.dataset.framesReady = '';
       Promise.resolve(window.Plotly.deleteFrames(plot))
-        .then(function () { return window.Plotly.addFrames(plot, meta.playground_frames); });
+        .then(function () { return window.Plotly.addFrames(plot, meta.playground_frames); })
+        .then(function () { plot.dataset.framesReady = String(meta.token); });
     });
   }
-  setInterval(attachFrames, 300);
+  setInterval(attachFrames, 150);
 })();
 </script>
 """
