@@ -6,6 +6,8 @@
       scheduler/scheduler_config.json          # DDPMScheduler: schedule, T, prediction type
       playground.json                          # what it was trained on and how (ours; diffusers ignores it)
       README.md                                # the model card
+      prompt_encoder/bag_of_words.safetensors  # prompt models only: the words' embeddings (vocabulary in
+                                               # playground.json "prompts"); diffusers ignores the folder
       training/                                # optional, to resume: online weights, optimizer, RNG, step
       samples.png                              # optional: the card's sample grid
 
@@ -32,8 +34,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from playground import __version__
+from playground.data.prompts import Vocabulary
 from playground.diffusion.schedules import DIFFUSERS_NAMES, NoiseSchedule
-from playground.models import ModelConfig
+from playground.models import BagOfWords, ModelConfig, PromptedUNet
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 FROM_DIFFUSERS = {diffusers_name: ours for ours, (diffusers_name, _, _) in DIFFUSERS_NAMES.items()}
@@ -59,6 +62,11 @@ class Checkpoint:
     def resolution(self) -> int:
         size = self.unet.config.sample_size
         return int(size[0] if isinstance(size, list | tuple) else size)
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The words a prompt model knows; None for an unconditional model (emoji32, any foreign folder)."""
+        return getattr(self.unet, "vocabulary", None)
 
     @property
     def channels(self) -> int:
@@ -99,6 +107,13 @@ def save_checkpoint(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        if isinstance(unet, PromptedUNet):  # the UNet as a plain diffusers folder, the words beside it
+            (tmp / ENCODER_WEIGHTS).parent.mkdir(parents=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in unet.encoder.state_dict().items()},
+                      str(tmp / ENCODER_WEIGHTS), metadata={"format": "pt"})
+            info = {**info, "prompts": {"encoder": "bag_of_words", "dim": unet.encoder.embedding.embedding_dim,
+                                        "vocabulary": list(unet.vocabulary.words)}}
+            unet = unet.unet
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
         diffusers_name, beta_start, beta_end = DIFFUSERS_NAMES[schedule_name]
         DDPMScheduler(num_train_timesteps=num_timesteps, beta_schedule=diffusers_name, beta_start=beta_start,
@@ -161,7 +176,24 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
         unet = unet.to(device).eval()
     except Exception as error:  # a broken folder is the person's problem to fix, in one sentence
         raise CheckpointError(f"Could not load the weights in {folder.name!r}: {error}".split("\n")[0]) from None
-    return Checkpoint(folder, unet, schedule, scheduler_config.get("prediction_type", "epsilon"), read_info(folder))
+    info = read_info(folder)
+    if unet.config.class_embed_type == "identity":
+        unet = _with_prompt_encoder(folder, unet, info, device)
+    return Checkpoint(folder, unet, schedule, scheduler_config.get("prediction_type", "epsilon"), info)
+
+
+ENCODER_WEIGHTS = "prompt_encoder/bag_of_words.safetensors"
+
+
+def _with_prompt_encoder(folder: Path, unet: torch.nn.Module, info: dict, device) -> PromptedUNet:
+    prompts = info.get("prompts") or {}
+    if not (folder / ENCODER_WEIGHTS).is_file() or not prompts.get("vocabulary"):
+        raise CheckpointError(f"{folder.name!r} is a conditional UNet without its prompt encoder "
+                              f"({ENCODER_WEIGHTS} and the vocabulary in playground.json), so it can't be sampled.")
+    vocabulary = Vocabulary(tuple(prompts["vocabulary"]))
+    encoder = BagOfWords(len(vocabulary), int(prompts["dim"]))
+    encoder.load_state_dict({k: v.float() for k, v in load_file(str(folder / ENCODER_WEIGHTS)).items()})
+    return PromptedUNet(unet, encoder.to(device), vocabulary).eval()
 
 
 def _schedule_from_diffusers(config: dict, name: str) -> NoiseSchedule:
@@ -196,6 +228,26 @@ def load_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     whatever precision the file stores."""
     return {name: value.float() if value.is_floating_point() else value
             for name, value in load_file(str(Path(folder) / UNET_WEIGHTS)).items()}
+
+
+def load_weights_into(model: torch.nn.Module, folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights as a state_dict for ``model``: a :class:`PromptedUNet` takes an unconditional
+    folder's UNet with its own (zero) encoder, or a prompt folder's UNet and the embeddings of the words both know
+    (a new word, such as a DreamBooth subject, keeps the embedding ``model`` gave it)."""
+    weights = load_weights(folder)
+    if not isinstance(model, PromptedUNet):
+        return weights
+    state = {f"unet.{k}": v for k, v in weights.items()}
+    embedding = model.encoder.embedding.weight.detach().cpu().clone()
+    prompts = read_info(folder).get("prompts") or {}
+    if (Path(folder) / ENCODER_WEIGHTS).is_file() and prompts.get("vocabulary"):
+        theirs = load_file(str(Path(folder) / ENCODER_WEIGHTS))["embedding.weight"].float()
+        for row, word in enumerate(prompts["vocabulary"], start=1):
+            mine = model.vocabulary.index.get(word)
+            if mine is not None:
+                embedding[mine] = theirs[row]
+    state["encoder.embedding.weight"] = embedding
+    return state
 
 
 HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}

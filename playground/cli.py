@@ -7,6 +7,7 @@ import contextlib
 import sys
 
 from playground.diffusion import BETA_SCHEDULES
+from playground.diffusion.guidance import DEFAULT_GUIDANCE
 from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
 
 
@@ -62,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--subset", choices=["curated", "all"], default="curated",
                        help="curated: faces, people, animals, food, places, activities, objects without skin-tone "
                             "variants; all: every emoji (~3,600)")
+    train.add_argument("--prompts", action="store_true",
+                       help="--dataset emoji: learn prompts from the emoji's names (classifier-free guidance; with "
+                            "--init-from an unconditional model, step 0 draws exactly what it drew)")
+    train.add_argument("--prompt-dropout", type=float, default=0.15,
+                       help="--prompts: share of examples trained with the empty prompt (default 0.15)")
+    train.add_argument("--word-dropout", type=float, default=0.5,
+                       help="--prompts: chance each word of a name is left out, one always kept (default 0.5)")
+    train.add_argument("--encoder-lr", type=float, default=1e-2,
+                       help="--prompts: the word embeddings' peak learning rate (default 1e-2)")
     train.add_argument("--model", choices=["tiny", "emoji32", "emoji64", "unet64", "unet128"],
                        help="network size (default emoji32; with --data the resolution's: emoji32, unet64, unet128)")
     train.add_argument("--steps", type=int, help="optimizer steps in total (default 20000; with --images the preset's)")
@@ -90,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=16, help="how many images (1..64)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")
+    sample.add_argument("--prompt", default="", help="prompt models only: words from emoji names, e.g. 'red heart'")
+    sample.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                        help=f"classifier-free guidance scale s with --prompt: 0 ignores the prompt, 1 follows it "
+                             f"plainly, more follows it closer and varies less (default {DEFAULT_GUIDANCE:g})")
+    sample.add_argument("--sweep", action="store_true",
+                        help="with --prompt: also write sweep.png, the same seed at s = 0, 1, 2, 4, 7 (one row each)")
     sample.add_argument("--out", required=True, help="folder for sample_000.png ... and grid.png")
     sample.add_argument("--gif", help="also write the animation (samples | predicted x0) here")
     sample.add_argument("--mp4", help="also write the animation as an H.264 MP4 here (needs PyAV)")
@@ -120,18 +136,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from playground import media
     from playground.checkpoints import CheckpointError
-    from playground.services.image_sampling import check_settings, get_checkpoint, sample_to_files
+    from playground.services.image_sampling import (
+        check_prompt,
+        check_settings,
+        get_checkpoint,
+        guidance_sweep,
+        sample_to_files,
+    )
 
     try:
         checkpoint = get_checkpoint(args.checkpoint)
     except CheckpointError as error:
         raise ValueError(str(error)) from None
     check_settings(checkpoint, args.sampler, args.steps, args.n, args.eta)  # the tab's checks, the same sentences
+    prompt, guidance = check_prompt(checkpoint, args.prompt, args.guidance)
+    if args.sweep and not prompt:
+        raise ValueError("--sweep compares guidance scales for a prompt: give --prompt too.")
     result = sample_to_files(checkpoint, args.sampler, args.steps, args.n, args.seed, args.out, args.gif, args.eta,
-                             args.mp4)
-    print(f"{args.n} images, {args.sampler} {args.steps} steps in {result.seconds:.1f} s; "
+                             args.mp4, prompt=prompt, guidance=guidance)
+    followed = f" for {prompt!r} at guidance {guidance:g}" if prompt else ""
+    print(f"{args.n} images{followed}, {args.sampler} {args.steps} steps in {result.seconds:.1f} s; "
           f"wrote {args.out}/sample_000.png .. sample_{args.n - 1:03d}.png and {args.out}/grid.png")
+    if args.sweep:
+        rows = [media.label(media.strip([media.zoom(media.tensor_to_pil(x), 64) for x in images], gap=2),
+                            f"s = {scale:g}")
+                for scale, images in guidance_sweep(str(checkpoint.path), prompt, args.sampler, args.steps, args.n,
+                                                    args.seed)]
+        media.grid(rows, columns=1).save(Path(args.out) / "sweep.png")
+        print(f"wrote {args.out}/sweep.png: the same seed at guidance 0, 1, 2, 4 and 7")
     for path in (args.gif, args.mp4):
         if path:
             print(f"wrote {path} ({len(result.frames)} frames)")
@@ -235,6 +271,7 @@ def stop_on_interrupt(say=print):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import dataclasses
     import platform
     import shlex
     from pathlib import Path
@@ -243,6 +280,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from playground.data.dataset import dataset_from_uint8
     from playground.data.emoji import load_emoji_set
+    from playground.data.prompts import emoji_vocabulary
     from playground.diffusion.training import TrainConfig
     from playground.models import PRESETS
     from playground.services import distributed
@@ -274,14 +312,24 @@ def run_train(args: argparse.Namespace) -> int:
                 emoji = load_emoji_set(model_config.resolution, CURATED_GROUPS if curated else None,
                                        skin_tones=not curated)
                 dataset = dataset_from_uint8(f"noto-emoji-{args.subset}", emoji.images)
+                if args.prompts:
+                    dataset = dataclasses.replace(dataset, captions=tuple(emoji.names))
                 description = {"description": f"Noto Color Emoji ({args.subset}), rendered by playground.data.emoji",
                                "licence": "Noto Color Emoji, SIL Open Font License 1.1"}
         if turn == "main":
             dist.barrier()
+    if args.prompts and args.data:
+        raise ValueError("--prompts learns from the emoji's names; a folder of images has no captions.")
+    for name in ("prompt_dropout", "word_dropout"):
+        if not 0 <= getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} is a share from 0 up to (not including) 1.")
     config = TrainConfig(steps=args.steps or 20000, batch_size=args.batch_size or 64, lr=args.lr or 5e-4,
                          warmup_steps=args.warmup_steps if args.warmup_steps is not None else 200,
                          prediction_type=args.prediction_type, min_snr_gamma=args.min_snr_gamma or None,
-                         schedule=args.schedule, seed=args.seed)
+                         schedule=args.schedule, seed=args.seed,
+                         **({"prompt_dropout": args.prompt_dropout, "word_dropout": args.word_dropout,
+                             "encoder_lr": args.encoder_lr} if args.prompts else {}))
+    prompts = emoji_vocabulary(dataset.captions) if args.prompts else None
     hardware = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
                 if device.type == "cpu" else torch.cuda.get_device_name(device)) + (
         f" x {dist.world_size} processes" if dist.active else "")
@@ -289,7 +337,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.quality_samples < 0:
         raise ValueError("--quality-samples must be 0 (off) or more.")
     quality = QualityProbe(held_out, dataset.images) if held_out is not None and dist.is_main else None
-    spec = RunSpec(config, model=model_config, init_from=args.init_from, resume=not args.no_resume,
+    spec = RunSpec(config, model=model_config, init_from=args.init_from, resume=not args.no_resume, prompts=prompts,
                    quality=quality, quality_samples=args.quality_samples,
                    preview_every=args.preview_every or 500, checkpoint_every_s=args.checkpoint_every or 600,
                    info={"command": "python -m playground " + shlex.join(command), "hardware": hardware,

@@ -76,15 +76,17 @@ def build_unet(config: ModelConfig, seed: int | None = None) -> UNet2DModel:
     )
 
 
-def call_model(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """model(x_t, t) as a tensor, whether the model returns one (ToyMLP) or diffusers' output with ``.sample``."""
-    out = model(x_t, t)
+def call_model(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor,
+               condition: torch.Tensor | None = None) -> torch.Tensor:
+    """model(x_t, t) as a tensor, whether the model returns one (ToyMLP) or diffusers' output with ``.sample``;
+    ``condition`` (a prompt's word ids) goes to a :class:`PromptedUNet` as its third argument."""
+    out = model(x_t, t) if condition is None else model(x_t, t, condition)
     return out.sample if hasattr(out, "sample") else out
 
 
 def model_fn(model: torch.nn.Module):
-    """``(x_t, t) -> output`` for the samplers and the training loop."""
-    return lambda x_t, t: call_model(model, x_t, t)
+    """``(x_t, t[, condition]) -> output`` for the samplers and the training loop."""
+    return lambda x_t, t, condition=None: call_model(model, x_t, t, condition)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -129,6 +131,65 @@ class BagOfWords(torch.nn.Module):
 
     def forward(self, word_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, dim)
         return self.embedding(word_ids).sum(dim=1)
+
+
+class PromptedUNet(torch.nn.Module):
+    """A prompt-conditioned denoiser: a UNet2DModel(class_embed_type="identity") and the :class:`BagOfWords` that
+    turns a prompt's word ids into the vector it adds to the time embedding. ``model(x_t, t)`` without word ids is the
+    empty prompt (the unconditional model of classifier-free guidance), so every sampler and preview that calls a
+    network with (x_t, t) works unchanged. ``vocabulary`` (playground.data.prompts.Vocabulary) travels with it.
+
+    The UNet is saved as a plain diffusers folder; the encoder's weights and the vocabulary sit beside it
+    (playground.checkpoints)."""
+
+    def __init__(self, unet: UNet2DModel, encoder: BagOfWords, vocabulary) -> None:
+        super().__init__()
+        if unet.config.class_embed_type != "identity":
+            raise ValueError("A PromptedUNet needs a UNet2DModel with class_embed_type='identity'.")
+        self.unet, self.encoder, self.vocabulary = unet, encoder, vocabulary
+
+    @property
+    def config(self):  # the UNet's diffusers config: sample_size, in_channels, ...
+        return self.unet.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, word_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if word_ids is None:
+            word_ids = torch.zeros(x_t.shape[0], 1, dtype=torch.long, device=x_t.device)
+        return self.unet(x_t, t, class_labels=self.encoder(word_ids.to(x_t.device))).sample
+
+    @classmethod
+    def from_unconditional(cls, unet: UNet2DModel, vocabulary) -> PromptedUNet:
+        """The same network taught to listen: ``unet``'s weights in a class_embed_type="identity" UNet (which adds
+        no parameters) and a zero encoder, so it draws exactly what ``unet`` drew until training moves them."""
+        settings = {k: v for k, v in unet.config.items() if not k.startswith("_")}  # _use_default_values would win
+        prompted = UNet2DModel.from_config({**settings, "class_embed_type": "identity"})
+        prompted.load_state_dict(unet.state_dict())
+        encoder = BagOfWords(len(vocabulary), time_embedding_dim(unet))
+        return cls(prompted.to(next(unet.parameters()).device), encoder.to(next(unet.parameters()).device),
+                   vocabulary)
+
+    def with_vocabulary(self, vocabulary) -> PromptedUNet:
+        """A copy that knows ``vocabulary``'s words: a word it knew keeps its embedding, a new one (a DreamBooth
+        subject word) starts at zero, so it first means nothing beside the words around it."""
+        import copy
+
+        grown = BagOfWords(len(vocabulary), self.encoder.embedding.embedding_dim).to(
+            self.encoder.embedding.weight.device)
+        with torch.no_grad():
+            for word, row in vocabulary.index.items():
+                old = self.vocabulary.index.get(word)
+                if old is not None:
+                    grown.embedding.weight[row] = self.encoder.embedding.weight[old]
+        return PromptedUNet(copy.deepcopy(self.unet), grown, vocabulary)
+
+
+def time_embedding_dim(unet: UNet2DModel) -> int:
+    """The size of UNet2DModel's time embedding, which class_embed_type="identity" adds the condition to."""
+    return int(unet.config.block_out_channels[0]) * 4
 
 
 class ToyMLP(torch.nn.Module):

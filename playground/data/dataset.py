@@ -15,6 +15,7 @@ class Dataset:
     images: torch.Tensor  # (N, C, R, R) float32 in [-1, 1], or uint8 0..255 (a memory-mapped folder cache)
     fingerprint: str  # sha256 of the uint8 pixels
     count: int
+    captions: tuple[str, ...] | None = None  # one prompt per image (the emoji's names; "<word> dog"), for prompt models
 
 
 def dataset_from_uint8(name: str, images: np.ndarray) -> Dataset:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+DEFAULT_GUIDANCE = 3.0  # the scale the app and CLI start at
+
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ConditionalFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -117,6 +117,11 @@ class TrainConfig:
     crop_scale: float = 1.0  # random-resized crop keeping this much of the side at least (1.0: off)
     color_jitter: float = 0.0  # brightness, contrast and saturation each scaled by 1 +- this (0: off)
     prior_fraction: float = 0.0  # share of each batch taken from the prior images (DreamBooth's preservation)
+    # Prompts (runs whose images have captions): classifier-free guidance's unconditional share, each caption word
+    # dropped at random (one always kept) so single words are learned, and the prompt encoder's own peak lr.
+    prompt_dropout: float = 0.0
+    word_dropout: float = 0.0
+    encoder_lr: float | None = None  # None: lr
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -134,13 +139,52 @@ def draw_batch(data: torch.Tensor, generator: torch.Generator, config: TrainConf
     draws what an uninterrupted one would. ``data`` may be uint8 (0..255, e.g. a memory-mapped image cache): only
     the drawn batch is read and converted to [-1, 1].
     """
+    return draw_examples(data, generator, config, prior, augment)[0]
+
+
+def draw_examples(data: torch.Tensor, generator: torch.Generator, config: TrainConfig,
+                  prior: torch.Tensor | None = None, augment: Augment | None = None,
+                  words: torch.Tensor | None = None, prior_words: torch.Tensor | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`draw_batch` with each image's caption: ``words`` (N, L) word ids (0 pads) beside ``data``, and
+    ``prior_words`` beside ``prior``. The drawn captions go through :func:`drop_words`. Without ``words`` the
+    random draws are exactly :func:`draw_batch`'s and the captions are None."""
     count = round(config.batch_size * config.prior_fraction) if prior is not None and len(prior) else 0
-    x0 = data[torch.randint(0, data.shape[0], (config.batch_size - count,), generator=generator)]
+    index = torch.randint(0, data.shape[0], (config.batch_size - count,), generator=generator)
+    x0 = data[index]
     if x0.dtype == torch.uint8:
         x0 = x0.float().div(127.5).sub(1.0)
+    prior_index = torch.randint(0, prior.shape[0], (count,), generator=generator) if count else None
     if count:
-        x0 = torch.cat([x0, prior[torch.randint(0, prior.shape[0], (count,), generator=generator)]])
-    return augment(x0, generator) if augment is not None else x0
+        x0 = torch.cat([x0, prior[prior_index]])
+    x0 = augment(x0, generator) if augment is not None else x0
+    if words is None:
+        return x0, None
+    captions = [words[index]]
+    if count:
+        captions.append(prior_words[prior_index] if prior_words is not None else torch.zeros(count, 1).long())
+    length = max(c.shape[1] for c in captions)
+    captions = torch.cat([torch.nn.functional.pad(c, (0, length - c.shape[1])) for c in captions])
+    return x0, drop_words(captions, generator, config.word_dropout, config.prompt_dropout)
+
+
+def drop_words(words: torch.Tensor, generator: torch.Generator, word_dropout: float,
+               prompt_dropout: float) -> torch.Tensor:
+    """(B, L) word ids with each word dropped (set to 0) with probability ``word_dropout``, a caption that would
+    lose all its words keeping one at random, then whole captions emptied with probability ``prompt_dropout`` (the
+    unconditional model of classifier-free guidance, Ho & Salimans 2022, sec. 3.2)."""
+    present = words > 0
+    if word_dropout:
+        score = torch.rand(words.shape, generator=generator)
+        keep = (score >= word_dropout) & present
+        lost = present.any(1) & ~keep.any(1)
+        favourite = torch.where(present, score, -1.0).argmax(1)
+        keep[lost, favourite[lost]] = True
+        words = words * keep
+    if prompt_dropout:
+        empty = torch.rand(words.shape[0], generator=generator) < prompt_dropout
+        words = words * ~empty[:, None]
+    return words
 
 
 @dataclass
@@ -195,8 +239,16 @@ class TrainState:
         self.generator.manual_seed(int(seed) + self.step)
 
 
-def new_train_state(model: torch.nn.Module, config: TrainConfig) -> TrainState:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+def new_train_state(model: torch.nn.Module, config: TrainConfig, encoder: torch.nn.Module | None = None
+                    ) -> TrainState:
+    """A fresh state for ``model``; ``encoder`` (a submodule: a prompt encoder) learns at ``config.encoder_lr``."""
+    if encoder is None:
+        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    else:
+        own = {id(p) for p in encoder.parameters()}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in own], "lr_scale": 1.0},
+                  {"params": list(encoder.parameters()), "lr_scale": (config.encoder_lr or config.lr) / config.lr}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     return TrainState(model=model, ema=EMA(model, config.ema_max_decay), optimizer=optimizer, generator=generator)
 
@@ -220,6 +272,8 @@ def train(
     prior: torch.Tensor | None = None,
     augment: Augment | None = None,
     model_fn: ModelFn | None = None,
+    words: torch.Tensor | None = None,
+    prior_words: torch.Tensor | None = None,
 ) -> TrainState:
     """Train ``state.model`` on ``data`` ((N, C, H, W) or (N, 2) in [-1, 1]) until config.steps or should_stop().
 
@@ -228,6 +282,9 @@ def train(
     run draws what an uninterrupted one would. ``prior``: images (e.g. the base model's own samples) that make up
     ``config.prior_fraction`` of every batch; ``augment``: applied to every batch. On a GPU the forward pass runs
     under bf16 autocast; the loss stays fp32.
+
+    ``words`` (N, L) (and ``prior_words``): each image's caption as word ids; the model is then called as
+    ``model_fn(x_t, t, word_ids)`` with the drawn captions after word and prompt dropout (:func:`drop_words`).
     """
     model = state.model.train()
     model_fn = model_fn or model
@@ -236,12 +293,14 @@ def train(
         started = time.perf_counter()
         lr = lr_at(state.step, config.lr, config.warmup_steps, config.steps, config.lr_min_ratio)
         for group in state.optimizer.param_groups:
-            group["lr"] = lr
-        x0 = draw_batch(data, state.generator, config, prior, augment).to(device)
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        x0, captions = draw_examples(data, state.generator, config, prior, augment, words, prior_words)
+        x0 = x0.to(device)
         if x0.ndim == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)
+        denoiser = model_fn if captions is None else _with_condition(model_fn, captions.to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # GPU: bf16 matmuls
-            loss = diffusion_loss(model_fn, schedule, x0, state.generator, config.prediction_type, config.min_snr_gamma)
+            loss = diffusion_loss(denoiser, schedule, x0, state.generator, config.prediction_type, config.min_snr_gamma)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip:
@@ -255,3 +314,7 @@ def train(
             callback(TrainEvent(state.step, config.steps, state.losses[-1], lr, config.batch_size / elapsed), state)
     model.eval()
     return state
+
+
+def _with_condition(model_fn: Callable, condition: torch.Tensor) -> ModelFn:
+    return lambda x_t, t: model_fn(x_t, t, condition)

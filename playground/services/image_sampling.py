@@ -24,12 +24,17 @@ from PIL import Image
 
 from playground import media
 from playground.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
+from playground.data.prompts import PromptError
 from playground.diffusion import SAMPLERS, NoiseSchedule, Step, iter_sample, make_sampler, sample
+from playground.diffusion.guidance import DEFAULT_GUIDANCE, guided_model_fn
+from playground.diffusion.samplers import split_prediction
 from playground.models import model_fn, pick_device
 from playground.services.gpu import on_gpu
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
 MAX_IMAGES = 64
+MAX_GUIDANCE = 15.0
+SWEEP_SCALES = (0.0, 1.0, 2.0, 4.0, 7.0)
 
 
 def checkpoint_roots() -> list[Path]:
@@ -65,12 +70,38 @@ def initial_noise(checkpoint: Checkpoint, count: int, seed: int) -> tuple[torch.
     return x_T.contiguous(memory_format=torch.channels_last), generator
 
 
+@dataclass(frozen=True)
+class GuidanceParts:
+    """One step of classifier-free guidance in numbers a learner can check: the root-mean-square size (per pixel,
+    so pure noise is about 1) of eps(x_t, empty), eps(x_t, c), their difference, and the guided eps."""
+
+    scale: float
+    uncond: float
+    cond: float
+    difference: float
+    guided: float
+
+
+def guided_fn(checkpoint: Checkpoint, prompt: str, scale: float, unet: torch.nn.Module, count: int,
+              on_parts: Callable[[torch.Tensor, torch.Tensor], None] | None = None):
+    """The ``model_fn`` to sample with: unconditional for an empty prompt, else classifier-free guidance of the
+    prompt's word ids against the empty prompt, at ``scale``, in one batched forward."""
+    if not (prompt or "").strip():
+        return model_fn(unet)
+    words = checkpoint.vocabulary.batch([prompt]).to(next(unet.parameters()).device)
+    return guided_model_fn(unet, words.expand(count, -1), torch.zeros_like(words), scale, on_parts)
+
+
 def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int,
-             eta: float = 0.0, device: torch.device | str | None = None) -> Iterator[Step]:
+             eta: float = 0.0, device: torch.device | str | None = None, prompt: str = "",
+             guidance: float = DEFAULT_GUIDANCE,
+             on_parts: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> Iterator[Step]:
     """Every step of sampling ``count`` images; the last Step's prev_sample is the result.
 
     The same seed gives the same images (and the same starting noise for every sampler), on any device: the noise
     is drawn on the CPU. ``device``: where to compute (the checkpoint's network moves there); default, where it is.
+    ``prompt`` (a prompt model only) is followed with classifier-free guidance at scale ``guidance``; ``on_parts``
+    sees each step's conditional and unconditional outputs.
     """
     if not 1 <= count <= MAX_IMAGES:
         raise ValueError(f"The number of images must be between 1 and {MAX_IMAGES}.")
@@ -80,7 +111,8 @@ def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, 
     sampler = make_sampler(sampler_name, checkpoint.schedule, int(steps), **kwargs)
     x_T, generator = initial_noise(checkpoint, count, seed)
     unet = checkpoint.unet if device is None else checkpoint.unet.to(device)
-    return iter_sample(model_fn(unet), sampler, x_T.to(next(unet.parameters()).device), generator)
+    denoiser = guided_fn(checkpoint, prompt, guidance, unet, count, on_parts)
+    return iter_sample(denoiser, sampler, x_T.to(next(unet.parameters()).device), generator)
 
 
 @torch.inference_mode()
@@ -105,6 +137,23 @@ def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:
 def keep_every(steps: int, max_frames: int = 60) -> int:
     """Store one animation frame in this many, so long runs stay light (DDPM 1000: every 17th)."""
     return max(1, -(-steps // max_frames))
+
+
+def check_prompt(checkpoint: Checkpoint, prompt: str | None, guidance=DEFAULT_GUIDANCE) -> tuple[str, float]:
+    """A prompt and guidance scale this checkpoint can follow, or ValueError (PromptError) with one sentence."""
+    prompt = (prompt or "").strip()
+    try:
+        guidance = float(DEFAULT_GUIDANCE if guidance is None else guidance)
+    except (TypeError, ValueError):
+        raise ValueError("The guidance scale must be a number, such as 3.") from None
+    if not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise ValueError(f"The guidance scale must be between 0 and {MAX_GUIDANCE:g}; you asked for {guidance:g}.")
+    if prompt and checkpoint.vocabulary is None:
+        raise PromptError(f"{checkpoint.name!r} was trained without prompts, so it can't follow one: clear the "
+                          "prompt, or choose a prompt model.")
+    if prompt:
+        checkpoint.vocabulary.encode(prompt)  # an unknown word: a sentence with the nearest known ones
+    return prompt, guidance
 
 
 def check_settings(checkpoint: Checkpoint, sampler_name: str, steps, count, eta=0.0) -> tuple[int, int, float]:
@@ -140,6 +189,7 @@ class SamplingProgress:
     seconds: float
     done: bool = False  # the last step is taken: step.prev_sample is the result
     stopped: bool = False  # stopped early by should_stop()
+    guidance: GuidanceParts | None = None  # this step's guidance in numbers (a prompt was followed)
 
     @property
     def result(self) -> torch.Tensor:
@@ -152,18 +202,24 @@ def step_caption(step: Step) -> str:
 
 def iter_sampling(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int, eta: float = 0.0,
                   should_stop: Callable[[], bool] = lambda: False, show_every_s: float = 0.3,
-                  animate: bool = True, device: torch.device | str | None = None) -> Iterator[SamplingProgress]:
+                  animate: bool = True, device: torch.device | str | None = None, prompt: str = "",
+                  guidance: float = DEFAULT_GUIDANCE) -> Iterator[SamplingProgress]:
     """Sample and report: the first step, then at most one update per ``show_every_s``, then the end.
 
     Each update's step shows x_t as the model saw it at step.t and its prediction of x_0. Animation frames are kept
     for one step in :func:`keep_every` and the last one; the final frame shows the result; each update carries the
-    frames kept since the one before. ``should_stop()`` ends it early, keeping what was drawn so far.
+    frames kept since the one before. ``should_stop()`` ends it early, keeping what was drawn so far. With a
+    ``prompt``, each update also carries that step's guidance in numbers (:class:`GuidanceParts`).
     """
     every = keep_every(int(steps))
     frames: list[Image.Image] = []
     started = time.perf_counter()
     shown = -math.inf
-    for step in generate(checkpoint, sampler_name, steps, count, seed, eta, device):
+    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    on_parts = (lambda cond, uncond: parts.append((cond, uncond))) if prompt else None
+    for step in generate(checkpoint, sampler_name, steps, count, seed, eta, device, prompt, guidance, on_parts):
+        numbers = guidance_parts(checkpoint, step, *parts[-1], guidance) if parts else None
+        parts.clear()
         step = dataclasses.replace(step, x_t=step.x_t.cpu(), pred_x0=step.pred_x0.cpu(),
                                    prev_sample=step.prev_sample.cpu())
         done = step.index == step.num_steps - 1
@@ -175,10 +231,23 @@ def iter_sampling(checkpoint: Checkpoint, sampler_name: str, steps: int, count: 
             frames.append(animation_frame(step.prev_sample, step.pred_x0, f"the result · {step.num_steps} steps"))
         if done or stopped or now - shown >= show_every_s:
             shown = now
-            yield SamplingProgress(step, frames, now - started, done, stopped)
+            yield SamplingProgress(step, frames, now - started, done, stopped, numbers)
             frames = []
         if stopped:
             return
+
+
+def guidance_parts(checkpoint: Checkpoint, step: Step, cond: torch.Tensor, uncond: torch.Tensor,
+                   scale: float) -> GuidanceParts:
+    """The step's eps(c), eps(empty), their difference and the guided eps, as RMS sizes. A v- or x_0-predicting
+    network's outputs are turned into eps first (guiding either is guiding eps: diffusion.guidance)."""
+    alpha_bar = float(checkpoint.schedule.alphas_cumprod[step.t])
+    x_t = step.x_t.to(cond.device, cond.dtype)
+    eps_cond = split_prediction(cond, x_t, alpha_bar, checkpoint.prediction_type)[1].float()
+    eps_uncond = split_prediction(uncond, x_t, alpha_bar, checkpoint.prediction_type)[1].float()
+    rms = lambda x: float(x.pow(2).mean().sqrt())  # noqa: E731
+    return GuidanceParts(scale, rms(eps_uncond), rms(eps_cond), rms(eps_cond - eps_uncond),
+                         rms(eps_uncond + scale * (eps_cond - eps_uncond)))
 
 
 def sampling_seconds(folder: str, sampler_name: str, steps: int, count: int, *args, **kwargs) -> float:
@@ -197,11 +266,29 @@ def _resolution(folder: str) -> int:
 
 @on_gpu(duration=sampling_seconds)
 def stream_sampling(folder: str, sampler_name: str, steps: int, count: int, seed: int, eta: float = 0.0,
-                    should_stop: Callable[[], bool] = lambda: False) -> Iterator[SamplingProgress]:
+                    should_stop: Callable[[], bool] = lambda: False, prompt: str = "",
+                    guidance: float = DEFAULT_GUIDANCE) -> Iterator[SamplingProgress]:
     """:func:`iter_sampling` of the checkpoint in ``folder``, on the GPU when there is one (settings checked
-    first with :func:`check_settings`)."""
+    first with :func:`check_settings` and :func:`check_prompt`)."""
     yield from iter_sampling(get_checkpoint(folder), sampler_name, steps, count, seed, eta, should_stop,
-                             device=pick_device())
+                             device=pick_device(), prompt=prompt, guidance=guidance)
+
+
+def sweep_seconds(folder: str, prompt: str, sampler_name: str, steps: int, count: int, *args, **kwargs) -> float:
+    return sampling_seconds(folder, sampler_name, steps, 2 * count * len(SWEEP_SCALES))
+
+
+@on_gpu(duration=sweep_seconds)
+def guidance_sweep(folder: str, prompt: str, sampler_name: str, steps: int, count: int, seed: int,
+                   scales: tuple[float, ...] = SWEEP_SCALES) -> Iterator[tuple[float, torch.Tensor]]:
+    """The same seed and starting noise followed at each guidance scale (s = 0: the unconditional model, 1: the
+    plain conditional one, more: closer to the prompt and less varied): yields (scale, images on the CPU)."""
+    checkpoint = get_checkpoint(folder)
+    device = pick_device()
+    for scale in scales:
+        *_, last = generate(checkpoint, sampler_name, steps, count, seed, device=device, prompt=prompt,
+                            guidance=scale)
+        yield float(scale), last.prev_sample.clamp(-1, 1).cpu()
 
 
 COMPARISON = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
@@ -253,7 +340,8 @@ class SampleResult:
 
 def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int,
                     out_dir: str | os.PathLike, gif: str | os.PathLike | None = None, eta: float = 0.0,
-                    mp4: str | os.PathLike | None = None) -> SampleResult:
+                    mp4: str | os.PathLike | None = None, prompt: str = "",
+                    guidance: float = DEFAULT_GUIDANCE) -> SampleResult:
     """Sample and write OUT/sample_000.png..., OUT/grid.png, and optionally the animation as GIF and MP4."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +349,7 @@ def sample_to_files(checkpoint: Checkpoint, sampler_name: str, steps: int, count
         raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
     frames: list[Image.Image] = []
     for progress in iter_sampling(checkpoint, sampler_name, steps, count, seed, eta, show_every_s=math.inf,
-                                  animate=bool(gif or mp4), device=pick_device()):
+                                  animate=bool(gif or mp4), device=pick_device(), prompt=prompt, guidance=guidance):
         frames += progress.new_frames
     images = progress.result.clamp(-1, 1)
     for i, image in enumerate(images):

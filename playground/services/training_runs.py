@@ -26,12 +26,13 @@ import torch
 from PIL import Image
 
 from playground import media
-from playground.checkpoints import load_training_state, load_weights, model_card, read_info, save_checkpoint
+from playground.checkpoints import load_training_state, load_weights_into, model_card, read_info, save_checkpoint
 from playground.data.augment import augmenter
 from playground.data.dataset import Dataset
+from playground.data.prompts import Vocabulary
 from playground.diffusion import NoiseSchedule
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, new_train_state, train
-from playground.models import ModelConfig, build_unet, count_parameters, model_fn
+from playground.models import ModelConfig, PromptedUNet, build_unet, count_parameters, model_fn
 from playground.plots import training_progress_figure
 from playground.services.distributed import Distributed
 from playground.services.image_sampling import preview
@@ -116,6 +117,7 @@ class RunSpec:
     info: dict = field(default_factory=dict)  # more playground.json content (command, hardware, base, data notes)
     quality: QualityProbe | None = None  # sample quality against held-out images at every preview (main process)
     quality_samples: int = 64  # samples drawn for each quality reading
+    prompts: Vocabulary | None = None  # a fresh network (``model``) learns prompts with these words from the captions
 
 
 RANK_SEED_STRIDE = 1_000_003  # process r draws its batches and noise from seed + r * this (rank 0: the seed itself)
@@ -124,15 +126,17 @@ RANK_SEED_STRIDE = 1_000_003  # process r draws its batches and noise from seed 
 def _start_state(run: RunFolder, spec: RunSpec, dist: Distributed) -> tuple[TrainState, float, dict]:
     """A new or restored training state, the wall time already spent, and the network's description."""
     unet = spec.unet if spec.unet is not None else build_unet(spec.model, seed=spec.config.seed)
+    if spec.prompts is not None and not isinstance(unet, PromptedUNet):
+        unet = PromptedUNet.from_unconditional(unet, spec.prompts)
     unet = unet.to(dist.device, memory_format=torch.channels_last)
     model_info = spec.model.to_dict() if spec.model is not None else {
         "resolution": int(unet.config.sample_size), "channels": list(unet.config.block_out_channels)}
-    state = new_train_state(unet, spec.config)
+    state = new_train_state(unet, spec.config, encoder=unet.encoder if isinstance(unet, PromptedUNet) else None)
     saved = load_training_state(run.checkpoint) if spec.resume else None
     if saved is not None:
         tensors, meta = saved
         info = read_info(run.checkpoint)
-        state.load_tensors(tensors, meta, load_weights(run.checkpoint), info.get("loss_history_full", []))
+        state.load_tensors(tensors, meta, load_weights_into(unet, run.checkpoint), info.get("loss_history_full", []))
         if dist.rank:  # every process continues its own random stream, when the run had as many processes
             own = tensors.get(f"rng.rank{dist.rank}")
             if own is not None and meta.get("world_size") == dist.world_size:
@@ -142,7 +146,8 @@ def _start_state(run: RunFolder, spec: RunSpec, dist: Distributed) -> tuple[Trai
         return state, float(info.get("wall_time_s", 0.0)), model_info
     if spec.init_from is not None:
         info = read_info(spec.init_from)
-        state.warm_start(load_weights(spec.init_from), info.get("steps", 0), info.get("loss_history_full", []),
+        state.warm_start(load_weights_into(unet, spec.init_from), info.get("steps", 0),
+                         info.get("loss_history_full", []),
                          info.get("seed", 0))
         if dist.rank:
             state.generator.manual_seed(spec.config.seed + RANK_SEED_STRIDE * dist.rank + state.step)
@@ -161,6 +166,7 @@ def run_training(
     should_stop: Callable[[], bool] = lambda: False,
     device: torch.device | str = "cpu",
     dist: Distributed | None = None,
+    prior_captions: list[str] | None = None,
 ) -> Path:
     """Train (or continue) the run in ``run_dir`` as ``spec`` says; returns the checkpoint folder.
 
@@ -172,6 +178,9 @@ def run_training(
     each process trains on its shard of the images with its own random stream, the loss is averaged over processes
     every step, the main process alone writes the log, previews and checkpoints (with every process's random
     state, so a resumed run continues each one), and the EMA, identical on every device, is saved once.
+
+    A prompt model (``spec.prompts``, or a :class:`PromptedUNet` in ``spec.unet``) learns from ``dataset.captions``
+    (and ``prior_captions`` beside ``prior``), with the recipe's word and prompt dropout.
     """
     dist = dist or Distributed(device=torch.device(device))
     run = RunFolder(Path(run_dir))
@@ -244,9 +253,17 @@ def run_training(
     def stop_now() -> bool:  # alone: the person's flag; on several processes: what they agreed on after a step
         return stopping if dist.active else should_stop()
 
+    words = prior_words = None
+    vocabulary = getattr(state.model, "vocabulary", None)
+    if vocabulary is not None:
+        if dataset.captions is None:
+            raise ValueError("A prompt model trains on images with captions, and these have none.")
+        words = dist.shard(vocabulary.batch(list(dataset.captions)))
+        prior_words = vocabulary.batch(prior_captions) if prior_captions else None
     try:
         train(state, dist.shard(dataset.images), schedule, config, callback, stop_now, prior,
-              augment=augmenter(config), model_fn=model_fn(dist.wrap(state.model)))
+              augment=augmenter(config), model_fn=model_fn(dist.wrap(state.model)), words=words,
+              prior_words=prior_words)
     finally:
         if log_file is not None:
             log_file.close()
