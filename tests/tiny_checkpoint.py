@@ -28,3 +28,19 @@ def make_greyscale_diffusers_folder(folder: Path, size: int = 28) -> Path:
                        norm_num_groups=8)
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(folder)
     return folder
+
+
+def make_tiny_prompt_checkpoint(folder: Path, words: tuple[str, ...] = ("blue", "cat", "dog", "heart", "red"),
+                                seed: int = 0) -> Path:
+    """A tiny random prompt model: its words' embeddings are random too, so a prompt changes what it draws."""
+    from playground.data.prompts import Vocabulary
+    from playground.models import PromptedUNet
+
+    torch.manual_seed(seed)
+    config = PRESETS["tiny"]
+    model = PromptedUNet.from_unconditional(build_unet(config), Vocabulary(tuple(sorted(words)))).eval()
+    with torch.no_grad():
+        model.encoder.embedding.weight[1:] = torch.randn_like(model.encoder.embedding.weight[1:])
+    info = {"model": config.to_dict(), "parameters": count_parameters(model), "steps": 0,
+            "data": {"name": "none", "count": 0, "sha256": ""}}
+    return save_checkpoint(folder, model, "cosine", 1000, "v_prediction", info, "# tiny prompt test model\n")

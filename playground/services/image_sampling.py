@@ -24,7 +24,7 @@ from PIL import Image
 
 from playground import media
 from playground.checkpoints import Checkpoint, list_checkpoints, load_checkpoint
-from playground.data.prompts import PromptError
+from playground.data.prompts import PromptError, nearest_words, words_of
 from playground.diffusion import SAMPLERS, NoiseSchedule, Step, iter_sample, make_sampler, sample
 from playground.diffusion.guidance import DEFAULT_GUIDANCE, guided_model_fn
 from playground.diffusion.samplers import split_prediction
@@ -80,6 +80,44 @@ class GuidanceParts:
     cond: float
     difference: float
     guided: float
+
+
+def guidance_markdown(parts: GuidanceParts, t: int) -> str:
+    """Classifier-free guidance's formula, then this step's sizes in it, as Markdown with LaTeX (fits a phone)."""
+    s = f"{parts.scale:g}"
+    return (
+        "$$\\tilde\\epsilon = \\epsilon(x_t, \\varnothing) + s\\,\\big(\\epsilon(x_t, c) - "
+        "\\epsilon(x_t, \\varnothing)\\big)$$\n\n"
+        f"At t = {t}, s = {s}, sizes as RMS per pixel (pure noise is 1): "
+        f"$\\lVert\\epsilon(\\varnothing)\\rVert = {parts.uncond:.3f}$, "
+        f"$\\lVert\\epsilon(c)\\rVert = {parts.cond:.3f}$, "
+        f"$\\lVert\\epsilon(c) - \\epsilon(\\varnothing)\\rVert = {parts.difference:.3f}$ "
+        f"(× {s}), $\\lVert\\tilde\\epsilon\\rVert = {parts.guided:.3f}$."
+    )
+
+
+def prompt_suggestions(checkpoint: Checkpoint, prompt: str | None, count: int = 10) -> str:
+    """One line for the prompt box: words that complete the word being typed, or what is wrong with the prompt."""
+    vocabulary = checkpoint.vocabulary
+    if vocabulary is None:
+        return ""
+    words = words_of(prompt or "")
+    if not words:
+        return "Type words from emoji names, such as *cat*, *red heart*, *moon* or *smiling face with sunglasses*."
+    try:
+        vocabulary.encode(" ".join(words[:-1]))
+    except PromptError as error:
+        return f"⚠️ {error}"
+    last = words[-1]
+    if last in vocabulary.index and (prompt or "").rstrip() != (prompt or ""):
+        return f"✓ All {len(words)} word{'s' * (len(words) > 1)} known."
+    completions = [w for w in vocabulary.words if w.startswith(last)][:count]
+    if last in vocabulary.index:
+        return f"✓ All words known. Also: {', '.join(w for w in completions if w != last) or 'nothing longer'}."
+    if completions:
+        return f"Words starting with *{last}*: {', '.join(completions)}."
+    near = nearest_words(last, vocabulary.words)
+    return f"⚠️ No emoji name has *{last}*." + (f" Nearest: {', '.join(near)}." if near else "")
 
 
 def guided_fn(checkpoint: Checkpoint, prompt: str, scale: float, unet: torch.nn.Module, count: int,

@@ -11,12 +11,19 @@ from playground.checkpoints import CheckpointError
 from playground.services import workdir
 from playground.services.image_sampling import (
     COMPARISON,
+    DEFAULT_GUIDANCE,
+    MAX_GUIDANCE,
     MAX_IMAGES,
+    SWEEP_SCALES,
     SamplerRun,
+    check_prompt,
     check_settings,
     compare_samplers,
     get_checkpoint,
     grid_picture,
+    guidance_markdown,
+    guidance_sweep,
+    prompt_suggestions,
     save_animation,
     stream_sampling,
 )
@@ -25,6 +32,9 @@ from playground.ui.common import check_seed, model_folder, model_label_for, prob
 
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
 COMPARE_IMAGES = 4
+SWEEP_IMAGES = 4
+SWEEP_NOTES = {0.0: "unconditional", 1.0: "plain conditional"}
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 JOBS = JobRegistry("sampling")
 
@@ -34,6 +44,9 @@ as it runs: **x_t**, the samples as the model sees them at step t, and **x̂₀*
 finished images from them.
 **DDPM** adds fresh noise at every step and needs many; **DDIM** is deterministic and needs far fewer;
 **DPM-Solver++** takes second-order steps and looks finished after about 20.
+A **prompt model** also takes words from emoji names ("red heart", "cat") and follows them with
+*classifier-free guidance*: it predicts the noise with and without the prompt and pushes further along the
+difference, by the guidance scale s.
 """
 
 
@@ -69,6 +82,33 @@ def checkpoint_info(path: str | None, request: gr.Request) -> str:
     return " ".join(parts)
 
 
+def prompt_controls(path: str | None, request: gr.Request):
+    """The prompt box and guidance slider: usable for a prompt model; disabled, with the reason, for the others."""
+    checkpoint = _checkpoint(path, request) if path else None
+    if checkpoint is not None and checkpoint.vocabulary is not None:
+        return (gr.Textbox(interactive=True, placeholder="e.g. red heart, cat, crescent moon"),
+                gr.Slider(interactive=True),
+                f"This model knows {len(checkpoint.vocabulary)} words. " + prompt_suggestions(checkpoint, ""))
+    name = model_label_for(path, request) if path else "This model"
+    return (gr.Textbox(interactive=False, value="", placeholder="this model takes no prompt"),
+            gr.Slider(interactive=False),
+            f"*{name} was trained without prompts, so it draws from everything it learned and the prompt box is off. "
+            "Choose a prompt model (such as emoji32-prompts) to steer it with words.*")
+
+
+def suggest(path: str | None, prompt: str, request: gr.Request) -> str:
+    if not path:
+        return ""
+    return prompt_suggestions(_checkpoint(path, request), prompt)
+
+
+def _prompt(checkpoint, prompt: str | None, guidance) -> tuple[str, float]:
+    try:
+        return check_prompt(checkpoint, prompt, guidance)
+    except ValueError as error:
+        raise problem(str(error)) from None
+
+
 def steps_range(path: str | None, steps: int, request: gr.Request):
     """Keep the steps slider within 1..T of the chosen checkpoint."""
     if not path:
@@ -77,29 +117,37 @@ def steps_range(path: str | None, steps: int, request: gr.Request):
     return gr.Slider(maximum=T, value=min(int(steps), T))
 
 
-def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, eta: float,
-           request: gr.Request, progress=gr.Progress()):
-    """Stream the reverse process: x_t and predicted-x_0 grids and the status; at the end, the animation."""
+def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, eta: float, prompt: str = "",
+           guidance: float = DEFAULT_GUIDANCE, request: gr.Request = None, progress=gr.Progress()):
+    """Stream the reverse process: x_t and predicted-x_0 grids and the status; at the end, the animation. With a
+    prompt, the guidance equation with each step's numbers."""
     checkpoint = _checkpoint(path, request)
     try:
         steps, count, eta = check_settings(checkpoint, sampler, steps, count, eta)
     except ValueError as error:
         raise problem(str(error)) from None
+    prompt, guidance = _prompt(checkpoint, prompt, guidance)
     seed = check_seed(seed)
     key = session_key(request)
     frames = []
+    equation = ""
     try:
         with JOBS.run(key) as job:
-            for update in stream_sampling(str(checkpoint.path), sampler, steps, count, seed, eta, job.should_stop):
+            for update in stream_sampling(str(checkpoint.path), sampler, steps, count, seed, eta, job.should_stop,
+                                          prompt, guidance):
                 frames += update.new_frames
                 step = update.step
+                if update.guidance is not None:
+                    equation = guidance_markdown(update.guidance, step.t)
                 progress((step.index + 1, step.num_steps), desc=f"{SAMPLER_LABELS[sampler]} · t = {step.t}",
                          unit="steps")
                 if not (update.done or update.stopped):
                     status = f"Step {step.index + 1} of {steps} · t = {step.t} · {update.seconds:.1f} s"
-                    yield grid_picture(step.x_t), grid_picture(step.pred_x0), status, gr.skip(), gr.skip()
+                    yield (grid_picture(step.x_t), grid_picture(step.pred_x0), status, gr.skip(), gr.skip(),
+                           equation)
     except JobBusy as error:
         raise problem(str(error)) from None
+    followed = f" for “{prompt}” at guidance {guidance:g}" if prompt else ""
     folder = workdir.session_dir(key)
     files = save_animation(frames, folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}")
     label = SAMPLER_LABELS[sampler]
@@ -107,11 +155,37 @@ def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, et
         status = (f"Stopped at step {step.index + 1} of {steps} (t = {step.t}) after {update.seconds:.1f} s: the "
                   f"samples x_t as they were and the model's guess x̂₀ from them. The animation so far "
                   f"has {len(frames)} frames.")
-        yield grid_picture(step.x_t), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files]
+        yield (grid_picture(step.x_t), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files],
+               equation)
         return
-    status = (f"Done: {count} images, {label} {steps} steps in {update.seconds:.1f} s "
+    status = (f"Done: {count} images{followed}, {label} {steps} steps in {update.seconds:.1f} s "
               f"({count / update.seconds:.1f} images/s). The animation has {len(frames)} frames.")
-    yield grid_picture(update.result), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files]
+    yield (grid_picture(update.result), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files],
+           equation)
+
+
+def sweep(path: str | None, prompt: str, sampler: str, steps: int, seed: int, request: gr.Request,
+          progress=gr.Progress()):
+    """The same seed at guidance 0, 1, 2, 4 and 7: a gallery of (grid, "s = ...") pairs."""
+    checkpoint = _checkpoint(path, request)
+    if checkpoint.vocabulary is None:
+        raise problem(f"{model_label_for(path, request)} was trained without prompts, so there is no guidance to "
+                      "sweep; choose a prompt model.")
+    if not (prompt or "").strip():
+        raise problem("Type a prompt first: the sweep shows how the guidance scale changes what it draws.")
+    try:
+        steps, _, _ = check_settings(checkpoint, sampler, steps, SWEEP_IMAGES)
+    except ValueError as error:
+        raise problem(str(error)) from None
+    prompt, _ = _prompt(checkpoint, prompt, DEFAULT_GUIDANCE)
+    seed = check_seed(seed)
+    gallery = []
+    progress(0, desc=f"s = {SWEEP_SCALES[0]:g}")
+    for scale, images in guidance_sweep(str(checkpoint.path), prompt, sampler, steps, SWEEP_IMAGES, seed):
+        note = SWEEP_NOTES.get(scale)
+        gallery.append((grid_picture(images, display=256), f"s = {scale:g}" + (f" ({note})" if note else "")))
+        progress(len(gallery) / len(SWEEP_SCALES), desc=f"s = {scale:g}")
+    return gallery
 
 
 def prepare(request: gr.Request) -> None:
@@ -153,6 +227,12 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
             steps = gr.Slider(1, 1000, value=25, step=1, label="Steps", elem_id="sample-steps")
             eta = gr.Slider(0, 1, value=0, step=0.05, label="η (DDIM only: 0 deterministic, 1 like DDPM)")
             count = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Images", elem_id="sample-count")
+            prompt = gr.Textbox(label="Prompt (words from emoji names)", max_lines=1, elem_id="sample-prompt",
+                                interactive=False)
+            prompt_note = gr.Markdown(elem_id="sample-prompt-note")
+            guidance = gr.Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5, interactive=False,
+                                 label="Guidance scale s (0: ignore the prompt, 1: follow it plainly, more: closer)",
+                                 elem_id="sample-guidance")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="sample-seed", scale=3)
                 dice = gr.Button("🎲 Random seed", scale=2)
@@ -161,6 +241,7 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
                 stop_button = gr.Button("Stop", elem_id="sample-stop")
         with gr.Column(scale=3):
             status = gr.Markdown("Press Generate.", elem_id="sample-status")
+            equation = gr.Markdown("", latex_delimiters=LATEX, elem_id="sample-equation")
             with gr.Row(elem_classes=["side-by-side"]):
                 x_t = gr.Image(label="x_t", format="png", interactive=False,
                                elem_classes=["pixelated"], elem_id="sample-xt", min_width=140)
@@ -179,16 +260,30 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
             pictures = [gr.Image(label=f"{SAMPLER_LABELS[name]} {n} steps", format="png", interactive=False,
                                  elem_classes=["pixelated"]) for name, n in COMPARISON]
         table = gr.Dataframe(headers=["sampler", "steps", "seconds", "steps/s"], interactive=False)
+    with gr.Accordion("Guidance sweep: the same seed at s = 0, 1, 2, 4 and 7 (prompt models)", open=False):
+        gr.Markdown("At s = 0 the prompt is ignored (the unconditional model); at 1 the model follows it as trained; "
+                    "higher scales push along ε(c) − ε(∅): the pictures match the prompt more closely and vary less, "
+                    "and very high scales overshoot into harsh colours.")
+        sweep_button = gr.Button(f"Sweep ({SWEEP_IMAGES} images at each scale)", elem_id="sample-sweep")
+        sweep_gallery = gr.Gallery(label="Guidance sweep", columns=len(SWEEP_SCALES), height="auto",
+                                   elem_id="sample-sweep-gallery", elem_classes=["pixelated"])
 
     gr.on([demo.load, checkpoint.change], checkpoint_info, [checkpoint], [info], api_name="sample_info")
+    gr.on([demo.load, checkpoint.change], prompt_controls, [checkpoint], [prompt, guidance, prompt_note],
+          api_name="sample_prompt_controls", api_visibility="undocumented")
+    prompt.input(suggest, [checkpoint, prompt], [prompt_note], api_name="sample_prompt_words", queue=False,
+                 show_progress="hidden")
     checkpoint.change(steps_range, [checkpoint, steps], [steps], api_name="sample_steps_range",
                       api_visibility="undocumented")
     dice.click(lambda: random.randint(0, 2**31 - 1), None, [seed], api_name="sample_random_seed", queue=False)
     # Prepare a fresh job (clearing an old Stop) before the work queues, so a Stop pressed while it waits counts.
     go_button.click(prepare, None, None, queue=False, api_name="sample_prepare", api_visibility="private").then(
-        sample, [checkpoint, sampler, steps, count, seed, eta], [x_t, pred_x0, status, animation, gif],
+        sample, [checkpoint, sampler, steps, count, seed, eta, prompt, guidance],
+        [x_t, pred_x0, status, animation, gif, equation],
         api_name="sample", concurrency_limit=1, concurrency_id="heavy", show_progress_on=[status])
     stop_button.click(stop, None, [status], api_name="sample_stop", queue=False)
     compare_button.click(compare, [checkpoint, seed], [*pictures, table], api_name="sample_compare",
                          concurrency_limit=1, concurrency_id="heavy")
+    sweep_button.click(sweep, [checkpoint, prompt, sampler, steps, seed], [sweep_gallery], api_name="sample_sweep",
+                       concurrency_limit=1, concurrency_id="heavy")
     return checkpoint
