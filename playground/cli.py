@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --images: centre-crop each photo to a square, or pad it with white")
     train.add_argument("--prior-fraction", type=float,
                        help="with --images: share of each batch from the base model's own samples (0: off)")
+    train.add_argument("--subject", metavar="WORD",
+                       help="with --images and a prompt base: DreamBooth, a new word for your subject (e.g. zork); "
+                            "afterwards 'WORD CLASS' draws it and CLASS alone still draws the class")
+    train.add_argument("--class-word", metavar="CLASS", help="with --subject: what the subject is, in words the base "
+                                                             "knows (e.g. dog)")
     train.add_argument("--data", help="train from scratch (or --init-from) on every image under this folder: decoded "
                                       "once into a cache, greyscale folders give 1-channel models")
     train.add_argument("--resolution", type=int, choices=[32, 64, 128],
@@ -289,6 +294,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.checkpoint_every is not None and args.checkpoint_every <= 0:
         raise ValueError("--checkpoint-every must be a number of seconds above 0.")
+    if (args.subject or args.class_word) and not args.images:
+        raise ValueError("--subject and --class-word teach a word for the photos given with --images.")
     if args.images and args.data:
         raise ValueError("Give --images (fine-tune on a few photos) or --data (train on a folder), not both.")
     if args.threads:
@@ -417,6 +424,7 @@ def run_finetune(args: argparse.Namespace, device) -> int:
     import time
     from pathlib import Path
 
+    from playground import media
     from playground.checkpoints import CheckpointError, load_checkpoint
     from playground.data.dataset import dataset_from_uint8, match_channels
     from playground.services import finetuning
@@ -450,14 +458,16 @@ def run_finetune(args: argparse.Namespace, device) -> int:
         config = finetuning.train_config(args.preset, base, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                          seed=args.seed, warmup_steps=args.warmup_steps,
                                          prior_fraction=args.prior_fraction)
+        subject = finetuning.check_subject(base, args.subject, args.class_word)
         if args.no_resume:
             run.forget_training()
         preview_every = args.preview_every or finetuning.PRESETS[args.preset].preview_every
         finetuning.start_run(run.path, [image for _, image in photos], base.path if base is not None else None,
-                             config, args.crop, preview_every, name=run.path.name)
+                             config, args.crop, preview_every, name=run.path.name, subject=subject)
         print(f"{len(photos)} photos at {finetuning.base_resolution(base)} px; "
               f"base {base.name if base else 'none (from scratch)'}; {config.steps} steps of {config.batch_size} "
-              f"on {device}")
+              f"on {device}" + (f"; the photos are “{subject.prompt}”, and the base's own “{subject.class_word}” "
+                                "samples keep that word's meaning" if subject else ""))
     total = args.steps if resuming and args.steps else finetuning.run_settings(run.path).config.steps
     bar, on_event = _train_progress(total)
     started = time.perf_counter()
@@ -467,10 +477,20 @@ def run_finetune(args: argparse.Namespace, device) -> int:
                                               checkpoint_every_s=args.checkpoint_every or finetuning.CHECKPOINT_EVERY_S)
     bar.close()
     print(f"trained in {time.perf_counter() - started:.0f} s; wrote {checkpoint_dir}")
-    samples = finetuning.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1)
+    subject = finetuning.run_settings(run.path).subject
+    samples = finetuning.prior_images(load_checkpoint(checkpoint_dir), count=8, seed=1,
+                                      prompt=subject.prompt if subject else "")
     photos = match_channels(dataset_from_uint8("", finetuning.run_photos(run.path)).images, samples.shape[1])
     print("memorisation meter: " + memorisation_meter(samples, photos).sentence())
-    print(f"sample it: python -m playground sample --checkpoint {checkpoint_dir} --out {run.path / 'generated'}")
+    prompt = f" --prompt '{subject.prompt}'" if subject else ""
+    print(f"sample it: python -m playground sample --checkpoint {checkpoint_dir}{prompt} "
+          f"--out {run.path / 'generated'}")
+    if subject:
+        grid = media.grid([media.label(picture, caption, size=14)
+                           for picture, caption in finetuning.subject_view(run.path, seed=1)], columns=3)
+        grid.save(run.path / "subject.png")
+        print(f"wrote {run.path / 'subject.png'}: “{subject.prompt}” and “{subject.class_word}” after training, and "
+              f"“{subject.class_word}” from the base before it")
     return 0
 
 

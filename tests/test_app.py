@@ -204,7 +204,7 @@ def test_sample_stop_keeps_the_animation_so_far(client, app):
     while not job.outputs():
         time.sleep(0.05)
     assert session.predict(api_name="/sample_stop").startswith("Stopping")
-    *_, status, shown, files = job.result()
+    status, shown, files = job.result()[2:5]
     assert status.startswith("Stopped at step ") and "The animation so far has" in status
     with Image.open(shown) as picture:
         assert 1 <= picture.n_frames < 60
@@ -218,6 +218,32 @@ def test_sample_refuses_bad_settings_with_a_sentence(client, app):
         client.predict(path, "ddim", 5, 65, 3, 0.0, api_name="/sample")
     with pytest.raises(AppError):
         client.predict("/etc", "ddim", 10, 4, 3, 0.0, api_name="/sample")
+
+
+def test_a_prompt_model_follows_a_prompt_and_shows_the_guidance_equation(client, app):
+    job = client.submit(app.prompt_model, "dpmpp", 6, 2, 3, 0.0, "red heart", 4.0, api_name="/sample")
+    outputs = list(job)
+    status, equation = outputs[-1][2], outputs[-1][5]
+    assert status.startswith("Done: 2 images for “red heart” at guidance 4"), status
+    assert "\\tilde\\epsilon" in equation and "s = 4" in equation and "RMS" in equation
+    words = client.predict(app.prompt_model, "red he", api_name="/sample_prompt_words")
+    assert "heart" in words
+    gallery = client.predict(app.prompt_model, "cat", "ddim", 5, 0, api_name="/sample_sweep")
+    assert [item["caption"] for item in gallery] == ["s = 0 (unconditional)", "s = 1 (plain conditional)", "s = 2",
+                                                     "s = 4", "s = 7"]
+    first, last = (np.asarray(Image.open(item["image"])) for item in (gallery[0], gallery[-1]))
+    assert not np.array_equal(first, last)  # the same seed, drawn differently as guidance grows
+
+
+def test_prompts_that_cant_be_followed_get_a_sentence(client, app):
+    with pytest.raises(AppError, match="trained without prompts"):
+        client.predict(app.model, "ddim", 5, 2, 0, 0.0, "cat", 3.0, api_name="/sample")
+    with pytest.raises(AppError, match="nearest known words: heart"):
+        client.predict(app.prompt_model, "ddim", 5, 2, 0, 0.0, "hart", 3.0, api_name="/sample")
+    with pytest.raises(AppError, match="Type a prompt first"):
+        client.predict(app.prompt_model, "", "ddim", 5, 0, api_name="/sample_sweep")
+    with pytest.raises(AppError, match="greater than maximum value 15"):
+        client.predict(app.prompt_model, "ddim", 5, 2, 0, 0.0, "cat", 40.0, api_name="/sample")
 
 
 @pytest.mark.slow
@@ -237,7 +263,7 @@ def test_a_greyscale_model_samples_in_the_tab_and_fine_tunes_in_the_train_tab(cl
     session = Client(client.src, verbose=False)
     info = session.predict("grey-28", api_name="/sample_info")
     assert "28×28 px greyscale" in info
-    *_, status, animation, outputs = session.submit("grey-28", "ddim", 6, 4, 0, 0.0, api_name="/sample").result()
+    status = session.submit("grey-28", "ddim", 6, 4, 0, 0.0, api_name="/sample").result()[2]
     assert status.startswith("Done: 4 images")
     gallery, note, _ = session.predict([handle_file(str(files["photo.png"]))], "center", "grey-28",
                                        api_name="/train_add_photos")

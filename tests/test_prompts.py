@@ -4,6 +4,7 @@ sampling in the service and the CLI, and one sentence for every prompt that can'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -150,8 +151,8 @@ def test_warm_starting_from_an_unconditional_model_keeps_its_weights_and_resume_
         x, t = torch.randn(1, 3, 8, 8), torch.tensor([400])
         torch.testing.assert_close(model(x, t, VOCABULARY.batch(["red"])), call_model(load_checkpoint(base).unet, x, t))
     steps_before = json.loads((folder / "playground.json").read_text())["steps"]
-    import dataclasses
-    run_training(run, dataset, dataclasses.replace(spec, config=dataclasses.replace(spec.config, steps=steps_before + 2)))
+    longer = dataclasses.replace(spec, config=dataclasses.replace(spec.config, steps=steps_before + 2))
+    run_training(run, dataset, longer)
     assert json.loads((folder / "playground.json").read_text())["steps"] == steps_before + 2
 
 

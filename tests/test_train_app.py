@@ -54,7 +54,7 @@ def test_upload_train_and_sample_the_result(app, six):
     # offered in the Sample tab at once, and sampling it works in this session
     result = client.submit(model, "dpmpp", 5, 4, 0, 0.0, api_name="/sample").result()
     assert result[2].startswith("Done: 4 images")
-    pairs, reading = client.predict(api_name="/train_try")
+    pairs, reading, _ = client.predict(api_name="/train_try")
     assert pairs.count("<img ") == 16 and pairs.count("<figcaption") == 8  # all eight pairs at once, captioned
     assert reading.startswith(("Copies", "New images"))
 
@@ -116,3 +116,25 @@ def test_stop_keeps_the_weights_and_resume_continues(app, six):
     run_dir = next(p for p in app.work.rglob("runs/long-*"))
     steps = [int(line.split(",")[0]) for line in (run_dir / "log.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, stopped_at + 6))
+
+
+def test_dreambooth_teaches_a_subject_word_and_shows_it_beside_the_class_word(app, six):
+    client = new_client(app)
+    add(client, six, app.prompt_model)
+    with pytest.raises(AppError, match="already means something"):
+        client.submit("center", app.prompt_model, "", "quick", 3, 1e-3, 4, True, 0.85, 0.05, 0.0, 0.99, 3, 0, "rex",
+                      "dog", "dog", api_name="/train").result()
+    with pytest.raises(AppError, match="nearest known words: dog"):
+        client.submit("center", app.prompt_model, "", "quick", 3, 1e-3, 4, True, 0.85, 0.05, 0.0, 0.99, 3, 0, "rex",
+                      "zork", "dgo", api_name="/train").result()
+    with pytest.raises(AppError, match="has no prompts"):
+        client.submit("center", app.model, "", "quick", 3, 1e-3, 4, True, 0.85, 0.05, 0.0, 0.99, 3, 0, "rex",
+                      "zork", "dog", api_name="/train").result()
+    status = client.submit("center", app.prompt_model, "", "quick", 3, 1e-3, 4, True, 0.85, 0.05, 0.0, 0.99, 3, 0,
+                           "rex", "zork", "dog", api_name="/train").result()[0]
+    assert status.startswith("Done: 3 steps"), status
+    pairs, reading, gallery = client.predict(api_name="/train_try")
+    assert pairs.count("<img ") == 16 and reading.startswith(("Copies", "New images"))
+    assert gallery["visible"]
+    assert [item["caption"] for item in gallery["value"]] == ["“zork dog” after training", "“dog” after training",
+                                                              "“dog” before (the base)"]

@@ -35,11 +35,12 @@ from playground import media
 from playground.checkpoints import Checkpoint, load_checkpoint
 from playground.data.dataset import dataset_from_uint8, match_channels, to_uint8
 from playground.data.images import ImageError, center_crop_square, load_image
+from playground.data.prompts import Vocabulary, words_of
 from playground.diffusion.training import TrainConfig, TrainEvent
 from playground.models import PRESETS as MODEL_PRESETS
 from playground.models import pick_device
 from playground.services.gpu import hardware, on_gpu
-from playground.services.image_sampling import get_checkpoint, preview
+from playground.services.image_sampling import get_checkpoint, grid_picture, preview
 from playground.services.memorisation import memorisation_meter
 from playground.services.training_runs import RunFolder, RunSpec, run_training
 
@@ -107,6 +108,49 @@ PRESETS: dict[str, Preset] = {
 
 
 @dataclass(frozen=True)
+class Subject:
+    """DreamBooth's naming (Ruiz et al. 2023): a new word for your subject and the class word it belongs to. The
+    photos train on "<word> <class>", the base's own samples for "<class>" on "<class>" (prior preservation), so
+    afterwards the pair draws your subject and the class word alone still draws the class."""
+
+    word: str
+    class_word: str
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.word} {self.class_word}"
+
+
+SUBJECT_WORD = re.compile(r"^[a-z][a-z0-9]{1,19}$")
+DREAMBOOTH_PRIOR = 0.25  # the least share of each batch a subject run takes from the base's class samples
+DREAMBOOTH_ENCODER_LR = 1e-2  # the word embeddings learn fast: the new word starts at zero
+
+
+def check_subject(base: Checkpoint | None, word: str | None, class_word: str | None) -> Subject | None:
+    """The subject word and class word, checked against the base (None when neither is given), or ValueError with
+    one sentence: the one check for the tab, the API and ``train --subject``."""
+    word, class_word = (word or "").strip().lower(), " ".join(words_of(class_word or ""))
+    if not word and not class_word:
+        return None
+    if base is None or base.vocabulary is None:
+        name = "Training from scratch" if base is None else f"{base.name!r}"
+        raise ValueError(f"{name} has no prompts, so it can't learn a word for your subject: start from a prompt "
+                         "model such as emoji32-prompts, or leave the subject word empty.")
+    if not word:
+        raise ValueError(f"Give your subject a new word too (such as 'zork'), so \"zork {class_word}\" can mean it.")
+    if not SUBJECT_WORD.match(word):
+        raise ValueError("The subject word is one word of 2 to 20 letters or digits, starting with a letter, such as "
+                         "'zork' or 'rex2'.")
+    if word in base.vocabulary.index:
+        raise ValueError(f"'{word}' already means something to this model (it is in emoji names); choose a new word, "
+                         "such as 'zork' or your dog's name.")
+    if not class_word:
+        raise ValueError("Name what your subject is with a word the model knows, such as 'dog' or 'cat'.")
+    base.vocabulary.encode(class_word)  # an unknown class word: a sentence with the nearest known ones
+    return Subject(word, class_word)
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """How a fine-tuning run trains: written to RUN/settings.json when it starts, read back to resume."""
 
@@ -115,6 +159,12 @@ class RunSettings:
     crop_mode: str = "center"
     preview_every: int = 50
     name: str = ""
+    subject_word: str = ""  # DreamBooth: the photos' word and class word ("" for plain fine-tuning)
+    class_word: str = ""
+
+    @property
+    def subject(self) -> Subject | None:
+        return Subject(self.subject_word, self.class_word) if self.subject_word else None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -242,30 +292,46 @@ def train_config(preset: str, base: Checkpoint | None, **overrides) -> TrainConf
     return config
 
 
-def prior_images(base: Checkpoint, count: int = PRIOR_COUNT, seed: int = 0, steps: int = 20) -> torch.Tensor:
-    """``count`` of the base model's own samples (DPM-Solver++), in [-1, 1]: what prior preservation mixes in."""
-    return preview(base.unet, base.schedule, base.prediction_type, count=count, seed=seed, steps=steps)
+def prior_images(base: Checkpoint, count: int = PRIOR_COUNT, seed: int = 0, steps: int = 20,
+                 prompt: str = "") -> torch.Tensor:
+    """``count`` of the base model's own samples (DPM-Solver++; for ``prompt``, guided), in [-1, 1]: what prior
+    preservation mixes in."""
+    return preview(base.unet, base.schedule, base.prediction_type, count=count, seed=seed, steps=steps,
+                   prompt=prompt)
 
 
 # --- a run ---
 
+def subject_config(config: TrainConfig) -> TrainConfig:
+    """A subject run's recipe: fixed prompts (no word or prompt dropout: "<word> <class>" is always the caption),
+    at least DREAMBOOTH_PRIOR of each batch from the base's class samples, and fast-learning word embeddings."""
+    return replace(config, prior_fraction=max(config.prior_fraction, DREAMBOOTH_PRIOR), word_dropout=0.0,
+                   prompt_dropout=0.0, encoder_lr=config.encoder_lr or DREAMBOOTH_ENCODER_LR)
+
+
 def start_run(run_dir: str | os.PathLike, images: list[Image.Image], base: str | os.PathLike | None,
-              config: TrainConfig, crop_mode: str = "center", preview_every: int = 50, name: str = "") -> RunFolder:
+              config: TrainConfig, crop_mode: str = "center", preview_every: int = 50, name: str = "",
+              subject: Subject | None = None) -> RunFolder:
     """Set a run up from photos and settings: the training crops, the base's prior samples and settings.json.
 
     The one way a fine-tuning run starts, for the Train tab and ``train --images`` alike; train it with
-    :func:`train_run`.
+    :func:`train_run`. With a ``subject`` (checked by :func:`check_subject`), it is DreamBooth: the prior samples
+    are the base's own for the class word.
     """
     if crop_mode not in CROP_MODES:
         raise ValueError(f"Unknown crop mode {crop_mode!r}; choose one of {', '.join(CROP_MODES)}.")
     checkpoint = load_base(base)
+    if subject is not None:
+        subject = check_subject(checkpoint, subject.word, subject.class_word)
+        config = subject_config(config)
     run = RunFolder(Path(run_dir))
     run.path.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(run.path / "photos.npz", images=photos_array(images, base_resolution(checkpoint), crop_mode))
     if checkpoint is not None and config.prior_fraction > 0:
-        np.savez_compressed(run.path / "prior.npz", images=to_uint8(prior_images(checkpoint, seed=config.seed)))
+        prior = prior_images(checkpoint, seed=config.seed, prompt=subject.class_word if subject else "")
+        np.savez_compressed(run.path / "prior.npz", images=to_uint8(prior))
     settings = RunSettings(str(base) if checkpoint is not None else SCRATCH, config, crop_mode, int(preview_every),
-                           name)
+                           name, *((subject.word, subject.class_word) if subject else ()))
     run.settings_file.write_text(settings.to_json())
     return run
 
@@ -291,18 +357,30 @@ def train_run(run_dir: str | os.PathLike, on_event: Callable[[TrainEvent], None]
         with np.load(run.path / "prior.npz") as data:
             prior = dataset_from_uint8("prior", data["images"]).images
     base = load_base(settings.base)
+    subject = settings.subject
+    network = copy.deepcopy(base.unet) if base is not None else None
+    if subject is not None:  # the base's words and the new one, which starts at zero
+        network = base.unet.with_vocabulary(Vocabulary(tuple(sorted({*base.vocabulary.words, subject.word}))))
+    finetune = {"crop_mode": settings.crop_mode, "photos": len(photos)}
+    if subject is not None:
+        finetune.update(subject_word=subject.word, class_word=subject.class_word)
     spec = RunSpec(
-        config, model=MODEL_PRESETS["emoji32"] if base is None else None,
-        unet=copy.deepcopy(base.unet) if base is not None else None,
+        config, model=MODEL_PRESETS["emoji32"] if base is None else None, unet=network,
         preview_every=settings.preview_every, preview_count=8, checkpoint_every_s=checkpoint_every_s,
-        info={"base": settings.base, "finetune": {"crop_mode": settings.crop_mode, "photos": len(photos)},
+        preview_prompt=subject.prompt if subject else "",
+        info={"base": settings.base, "finetune": finetune,
               "data": {"description": f"{len(photos)} uploaded photos ({CROP_MODES[settings.crop_mode].lower()})"}})
     dataset = dataset_from_uint8(f"{len(photos)} photos", photos)
+    if subject is not None:
+        dataset = replace(dataset, captions=(subject.prompt,) * len(photos))
+    elif base is not None and base.vocabulary is not None:  # plain fine-tuning of a prompt model: no words
+        dataset = replace(dataset, captions=("",) * len(photos))
     channels = base.channels if base is not None else 3
     if channels != 3:  # a greyscale base learns the photos in grey
         dataset = replace(dataset, images=match_channels(dataset.images, channels))
+    prior_captions = [subject.class_word if subject else ""] * len(prior) if prior is not None else None
     return run_training(run.path, dataset, spec, prior=prior, on_event=on_event, should_stop=should_stop,
-                        device=device)
+                        device=device, prior_captions=prior_captions)
 
 
 def chunk_seconds(run_dir: str, until_step: int, budget_s: float | None, *args, **kwargs) -> float:
@@ -392,12 +470,13 @@ class ProgressReport:
 
 @on_gpu(duration=30)
 def meter_view(run_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> tuple[str, str]:
-    """``count`` fresh samples from the run's model, each beside its nearest training photo, as captioned HTML pairs,
-    and the memorisation meter's sentence (sampled on the GPU when there is one)."""
+    """``count`` fresh samples from the run's model (for a subject run: of "<word> <class>"), each beside its nearest
+    training photo, as captioned HTML pairs, and the memorisation meter's sentence (on the GPU when there is one)."""
     run = RunFolder(Path(run_dir))
     checkpoint = get_checkpoint(run.checkpoint)
     checkpoint.unet.to(pick_device())
-    samples = prior_images(checkpoint, count=count, seed=seed, steps=25)
+    subject = run_settings(run.path).subject
+    samples = prior_images(checkpoint, count=count, seed=seed, steps=25, prompt=subject.prompt if subject else "")
     photos = dataset_from_uint8("photos", run_photos(run.path)).images
     reading = memorisation_meter(samples, match_channels(photos, samples.shape[1]))
     pairs = []
@@ -406,6 +485,26 @@ def meter_view(run_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> tup
         pairs.append((media.tensor_to_pil(sample), media.tensor_to_pil(photos[j]),
                       f"{i + 1}: {'copy' if copy_ else 'new'} (match {match:.2f})", "#c92a2a" if copy_ else "#2b8a3e"))
     return media.pairs_html(pairs), reading.sentence()
+
+
+@on_gpu(duration=30)
+def subject_view(run_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> list[tuple[Image.Image, str]]:
+    """A subject run's result side by side, from the same noise: "<word> <class>" and "<class>" from the trained
+    model, and "<class>" from the base before training (empty for a plain fine-tuning run)."""
+    run = RunFolder(Path(run_dir))
+    settings = run_settings(run.path)
+    subject = settings.subject
+    if subject is None:
+        return []
+    after, before = get_checkpoint(run.checkpoint), get_checkpoint(settings.base)
+    shown = []
+    for checkpoint, prompt, caption in ((after, subject.prompt, f"“{subject.prompt}” after training"),
+                                        (after, subject.class_word, f"“{subject.class_word}” after training"),
+                                        (before, subject.class_word, f"“{subject.class_word}” before (the base)")):
+        checkpoint.unet.to(pick_device())
+        images = prior_images(checkpoint, count=count, seed=seed, steps=25, prompt=prompt)
+        shown.append((grid_picture(images, display=256), caption))
+    return shown
 
 
 def sanitize_name(text: str | None, default: str = "my-model") -> str:

@@ -120,10 +120,11 @@ def prompt_suggestions(checkpoint: Checkpoint, prompt: str | None, count: int = 
     return f"⚠️ No emoji name has *{last}*." + (f" Nearest: {', '.join(near)}." if near else "")
 
 
-def guided_fn(checkpoint: Checkpoint, prompt: str, scale: float, unet: torch.nn.Module, count: int,
+def guided_fn(checkpoint, prompt: str, scale: float, unet: torch.nn.Module, count: int,
               on_parts: Callable[[torch.Tensor, torch.Tensor], None] | None = None):
     """The ``model_fn`` to sample with: unconditional for an empty prompt, else classifier-free guidance of the
-    prompt's word ids against the empty prompt, at ``scale``, in one batched forward."""
+    prompt's word ids (in ``checkpoint.vocabulary``: a Checkpoint's or a PromptedUNet's) against the empty prompt,
+    at ``scale``, in one batched forward."""
     if not (prompt or "").strip():
         return model_fn(unet)
     words = checkpoint.vocabulary.batch([prompt]).to(next(unet.parameters()).device)
@@ -155,15 +156,16 @@ def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, 
 
 @torch.inference_mode()
 def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str, count: int = 16, seed: int = 1234,
-            steps: int = 25) -> torch.Tensor:
+            steps: int = 25, prompt: str = "", guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
     """``count`` samples from a fixed seed with DPM-Solver++(2M), pred x_0 clipped to [-1, 1], on the CPU: the
-    training previews, the prior-preservation images and the memorisation meter's samples."""
+    training previews, the prior-preservation images and the memorisation meter's samples. A prompt model (one
+    with a ``vocabulary``) follows ``prompt`` with guidance."""
     resolution = unet.config.sample_size
     generator = torch.Generator().manual_seed(seed)
     device = next(unet.parameters()).device
     x_T = torch.randn(count, unet.config.in_channels, resolution, resolution, generator=generator).to(device)
     sampler = make_sampler("dpmpp", schedule, steps, prediction_type=prediction_type, clip_sample=1.0)
-    return sample(model_fn(unet), sampler, x_T, generator).clamp(-1, 1).cpu()
+    return sample(guided_fn(unet, prompt, guidance, unet, count), sampler, x_T, generator).clamp(-1, 1).cpu()
 
 
 def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:

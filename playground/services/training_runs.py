@@ -118,6 +118,7 @@ class RunSpec:
     quality: QualityProbe | None = None  # sample quality against held-out images at every preview (main process)
     quality_samples: int = 64  # samples drawn for each quality reading
     prompts: Vocabulary | None = None  # a fresh network (``model``) learns prompts with these words from the captions
+    preview_prompt: str = ""  # a prompt model's previews follow this prompt (guided); "" draws unconditionally
 
 
 RANK_SEED_STRIDE = 1_000_003  # process r draws its batches and noise from seed + r * this (rank 0: the seed itself)
@@ -238,7 +239,7 @@ def run_training(
                 on_event(event)
             if event.step % spec.preview_every == 0 or event.step == event.total_steps:
                 grid = media.image_grid(preview(current.ema.model, schedule, config.prediction_type,
-                                                spec.preview_count))
+                                                spec.preview_count, prompt=spec.preview_prompt))
                 grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
                     run.samples / f"step_{event.step:06d}.png")
                 if spec.quality is not None:

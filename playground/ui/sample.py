@@ -227,7 +227,7 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
             steps = gr.Slider(1, 1000, value=25, step=1, label="Steps", elem_id="sample-steps")
             eta = gr.Slider(0, 1, value=0, step=0.05, label="η (DDIM only: 0 deterministic, 1 like DDPM)")
             count = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Images", elem_id="sample-count")
-            prompt = gr.Textbox(label="Prompt (words from emoji names)", max_lines=1, elem_id="sample-prompt",
+            prompt = gr.Textbox("", label="Prompt (words from emoji names)", max_lines=1, elem_id="sample-prompt",
                                 interactive=False)
             prompt_note = gr.Markdown(elem_id="sample-prompt-note")
             guidance = gr.Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5, interactive=False,

@@ -190,9 +190,28 @@ def _follow(run: RunFolder, request: gr.Request, progress: gr.Progress, steps: i
            {"run_dir": str(run.path), "name": name})
 
 
+def subject_controls(base: str | None, request: gr.Request):
+    """The subject word boxes: usable when the base is a prompt model, disabled with the reason otherwise."""
+    folder = model_catalog.resolve(base, session_folder(request)) if base and base != finetuning.SCRATCH else None
+    vocabulary = None
+    if folder is not None:
+        try:
+            vocabulary = get_checkpoint(folder).vocabulary
+        except CheckpointError:
+            pass
+    if vocabulary is None:
+        note = ("*DreamBooth needs a base that takes prompts (such as emoji32-prompts); this one doesn't, so "
+                "fine-tuning teaches it your photos without a word for them.*")
+        return gr.Textbox(interactive=False, value=""), gr.Textbox(interactive=False, value=""), note
+    note = ("Name your subject with a **new word** (such as *zork*) and say what it is with a word the model knows "
+            "(*dog*, *cat*, *car*…). It trains on “zork dog”; the base's own “dog” pictures keep *dog* meaning dogs. "
+            "Leave both empty to fine-tune without words.")
+    return gr.Textbox(interactive=True), gr.Textbox(interactive=True), note
+
+
 def train(photos: list[dict], crop: str, base: str, local_base: str, preset: str, steps, lr, batch_size, hflip: bool,
           crop_scale, color_jitter, prior_fraction, ema_max_decay, preview_every, seed, name: str,
-          request: gr.Request, progress=gr.Progress()):
+          subject_word: str = "", class_word: str = "", request: gr.Request = None, progress=gr.Progress()):
     """Start a new fine-tuning run on the session's photos and stream it (the form's values become one
     TrainConfig, checked by services.finetuning.train_config, as the CLI's are)."""
     if not photos:
@@ -207,16 +226,20 @@ def train(photos: list[dict], crop: str, base: str, local_base: str, preset: str
         config = finetuning.train_config(preset, checkpoint, steps=steps, lr=lr, batch_size=batch_size, hflip=hflip,
                                          crop_scale=crop_scale, color_jitter=color_jitter,
                                          prior_fraction=prior_fraction, ema_max_decay=ema_max_decay, seed=seed)
+        subject = finetuning.check_subject(checkpoint, subject_word, class_word)
         images = finetuning.open_photos(photos)
     except ValueError as error:
         raise problem(str(error)) from None
     name = finetuning.sanitize_name(name)
     workdir.remove_stale()  # other sessions' folders, 6 hours after their last change
     run_dir = session_folder(request) / "runs" / f"{name}-{uuid.uuid4().hex[:6]}"
-    yield ("Preparing: cropping the photos" + (" and drawing the base model's own samples for prior preservation"
-                                               if config.prior_fraction > 0 and checkpoint else "") + "…",
+    drawing = (f" and drawing the base model's own “{subject.class_word}” pictures for prior preservation" if subject
+               else " and drawing the base model's own samples for prior preservation"
+               if config.prior_fraction > 0 and checkpoint else "")
+    yield ("Preparing: cropping the photos" + drawing + "…",
            None, None, gr.DownloadButton(visible=False), gr.skip(), {"run_dir": str(run_dir), "name": name})
-    run = finetuning.start_run(run_dir, images, base_path, config, crop, int(preview_every or 50), name=name)
+    run = finetuning.start_run(run_dir, images, base_path, config, crop, int(preview_every or 50), name=name,
+                               subject=subject)
     yield from _follow(run, request, progress)
 
 
@@ -243,10 +266,17 @@ def stop(request: gr.Request) -> str:
 # --- the result ---
 
 def try_model(run: dict | None, request: gr.Request, progress=gr.Progress()):
-    """Samples from the session's latest model, each beside its nearest training photo, and the meter's reading."""
+    """Samples from the session's latest model, each beside its nearest training photo, and the meter's reading;
+    for a subject run, also "<word> <class>" and "<class>" after training beside "<class>" before it."""
     folder = _session_run(run, request, needs="model")
     progress(0.1, desc="Sampling")
-    return finetuning.meter_view(folder.path, METER_SAMPLES, seed=int(time.time()) % 100000)
+    seed = int(time.time()) % 100000
+    meter, note = finetuning.meter_view(folder.path, METER_SAMPLES, seed=seed)
+    subject = finetuning.run_settings(folder.path).subject
+    if subject is None:
+        return meter, note, gr.Gallery(value=None, visible=False)
+    progress(0.5, desc=f"“{subject.prompt}” and “{subject.class_word}”, before and after")
+    return meter, note, gr.Gallery(value=finetuning.subject_view(folder.path, METER_SAMPLES, seed=seed), visible=True)
 
 
 def save_local(run: dict | None, name: str, request: gr.Request):
@@ -293,6 +323,13 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
         with gr.Column(scale=1, min_width=320):
             base = gr.Dropdown(shared + [(SCRATCH_LABEL, finetuning.SCRATCH)], value=default_base,
                                label="Start from", elem_id="train-base")
+            with gr.Group():
+                with gr.Row():
+                    subject_word = gr.Textbox("", label="Subject word (new)", placeholder="e.g. zork", max_lines=1,
+                                              interactive=False, elem_id="train-subject", min_width=120)
+                    class_word = gr.Textbox("", label="Class word (known)", placeholder="e.g. dog", max_lines=1,
+                                            interactive=False, elem_id="train-class", min_width=120)
+                subject_note = gr.Markdown(elem_id="train-subject-note")
             local_base = gr.Textbox(label="…or a diffusers DDPM folder on this computer (path)", visible=is_local(),
                                     placeholder="/path/to/folder with unet/ and scheduler/")
             preset = gr.Radio([(p.label(hardware()), key) for key, p in finetuning.PRESETS.items()], value="quick",
@@ -334,6 +371,8 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
                 "match compares layouts, so blurred, paler or darker copies still count: 1 is the same picture, about "
                 "0 unrelated, and 0.6 or more is a copy.")
     meter = gr.HTML(elem_id="train-meter")
+    subject_gallery = gr.Gallery(label="Your word and the class word, from the same noise", columns=3, height="auto",
+                                 visible=False, elem_id="train-subject-gallery", elem_classes=["pixelated"])
 
     photo_outputs = [photos, gallery, photo_note, upload]
     # The box empties after every upload, kept or refused: what was kept is in the gallery, never stale names.
@@ -356,14 +395,16 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
     outputs = [status, loss_plot, preview, download, sample_checkpoint, run]
     training = train_button.click(
         train, [photos, crop, base, local_base, preset, steps, lr, batch_size, hflip, crop_scale, color_jitter,
-                prior_fraction, ema_max_decay, preview_every, seed, name], outputs,
+                prior_fraction, ema_max_decay, preview_every, seed, name, subject_word, class_word], outputs,
         api_name="train", concurrency_limit=1, concurrency_id="train")
     resuming = resume_button.click(resume, [run, steps], outputs, api_name="train_resume", concurrency_limit=1,
                                    concurrency_id="train")
     for event in (training, resuming):
         event.then(refresh_choices, None, [sample_checkpoint, base], api_visibility="private")
     stop_button.click(stop, None, [status], api_name="train_stop", queue=False)
-    try_button.click(try_model, [run], [meter, meter_note], api_name="train_try", concurrency_limit=1,
+    try_button.click(try_model, [run], [meter, meter_note, subject_gallery], api_name="train_try", concurrency_limit=1,
                      concurrency_id="heavy")
     save_button.click(save_local, [run, name], [status, sample_checkpoint], api_name="train_save")
     demo.load(refresh_choices, None, [sample_checkpoint, base], api_visibility="private")
+    gr.on([demo.load, base.change], subject_controls, [base], [subject_word, class_word, subject_note],
+          api_visibility="private")
