@@ -216,3 +216,46 @@ def test_cli_samples_a_prompt_and_its_sweep_and_refuses_with_a_sentence(prompt_m
     assert "for 'red heart' at guidance 4" in capsys.readouterr().out
     assert cli_main(["sample", "--checkpoint", str(prompt_model), "--prompt", "hart", "--out", str(out)]) == 2
     assert "nearest known words: heart" in capsys.readouterr().err
+
+
+# --- DreamBooth: a subject word ---
+
+def test_subject_words_are_checked_in_one_sentence(prompt_model, tmp_path):
+    from playground.services import finetuning
+
+    base = image_sampling.get_checkpoint(prompt_model)
+    assert finetuning.check_subject(base, "", " ") is None  # plain fine-tuning
+    assert finetuning.check_subject(base, " Zork ", "dog") == finetuning.Subject("zork", "dog")
+    for word, class_word, sentence in [("zork", "", "Name what your subject is"), ("", "dog", "new word too"),
+                                       ("a b", "dog", "one word of 2 to 20"), ("cat", "dog", "already means"),
+                                       ("zork", "dgo", "nearest known words: dog")]:
+        with pytest.raises(ValueError, match=sentence):
+            finetuning.check_subject(base, word, class_word)
+    plain = image_sampling.get_checkpoint(make_tiny_checkpoint(tmp_path / "plain"))
+    with pytest.raises(ValueError, match="has no prompts"):
+        finetuning.check_subject(plain, "zork", "dog")
+
+
+def test_a_subject_run_learns_its_new_word_and_keeps_the_others(prompt_model, tmp_path):
+    from PIL import Image
+
+    from playground.services import finetuning
+
+    photos = [Image.new("RGB", (40, 40), (30 * i, 200, 90)) for i in range(3)]
+    base = image_sampling.get_checkpoint(prompt_model)
+    config = finetuning.train_config("quick", base, steps=4, batch_size=4)
+    run = finetuning.start_run(tmp_path / "run", photos, prompt_model, config, name="rex",
+                               subject=finetuning.Subject("zork", "dog"))
+    settings = finetuning.run_settings(run.path)
+    assert settings.subject.prompt == "zork dog"
+    assert settings.config.prior_fraction >= finetuning.DREAMBOOTH_PRIOR and settings.config.word_dropout == 0
+    folder = finetuning.train_run(run.path)
+    trained = load_checkpoint(folder)
+    assert "zork" in trained.vocabulary.index and set(base.vocabulary.words) < set(trained.vocabulary.words)
+    embedding = trained.unet.encoder.embedding.weight
+    assert embedding[trained.vocabulary.index["zork"]].abs().sum() > 0  # it started at zero and learned
+    for word in ("cat", "heart"):  # words in no caption keep their meaning (up to AdamW's small decay)
+        before = base.unet.encoder.embedding.weight[base.vocabulary.index[word]]
+        torch.testing.assert_close(embedding[trained.vocabulary.index[word]], before, rtol=1e-2, atol=1e-3)
+    assert [caption for _, caption in finetuning.subject_view(run.path, count=2)] == [
+        "“zork dog” after training", "“dog” after training", "“dog” before (the base)"]
