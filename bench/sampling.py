@@ -3,7 +3,9 @@
     python bench/sampling.py [--checkpoint DIR] [--batch 16] [--steps 25] [--repeats 3]
 
 Prints images/s for both, the ratio (ours / diffusers, >1: ours is faster), and the share of this CPU's
-measured fp32 matmul GFLOP/s that the UNet reaches inside our loop.
+measured fp32 matmul GFLOP/s that the UNet reaches inside our loop. Then classifier-free guidance: the same UNet
+as a prompt model (PromptedUNet, random word embeddings) following a prompt at s = 3, conditional and unconditional
+halves in one batch of 2B, against the same model unguided (the target: at most 2.1x the time).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import torch  # noqa: E402
 from diffusers import DDIMPipeline, DDIMScheduler  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from playground.data.prompts import Vocabulary  # noqa: E402
 from playground.diffusion import NoiseSchedule, make_sampler, sample  # noqa: E402
-from playground.models import PRESETS, build_unet, count_parameters, model_fn  # noqa: E402
+from playground.models import PRESETS, PromptedUNet, build_unet, count_parameters, model_fn  # noqa: E402
+from playground.services.image_sampling import guided_fn  # noqa: E402
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
@@ -96,6 +100,31 @@ def main() -> None:
     print(f"  ratio ours/diffusers: {theirs_s / ours_s:.2f}x")
     print(f"  UNet reaches {achieved:.1f} GFLOP/s in our loop = {100 * achieved / peak:.0f}% of this CPU's "
           f"measured fp32 matmul {peak:.1f} GFLOP/s")
+
+    vocabulary = Vocabulary(("heart", "red"))
+    prompted = getattr(unet, "vocabulary", None) and unet
+    if prompted is None:
+        prompted = PromptedUNet.from_unconditional(unet, vocabulary).eval()
+        torch.nn.init.normal_(prompted.encoder.embedding.weight)
+    prompt = "heart"
+
+    def run(guidance: float | None) -> None:
+        generator = torch.Generator().manual_seed(0)
+        x_T = torch.randn(args.batch, 3, resolution, resolution, generator=generator)
+        sampler = make_sampler("ddim", schedule, args.steps, prediction_type=prediction, clip_sample=1.0)
+        fn = model_fn(prompted) if guidance is None else guided_fn(prompted, prompt, guidance, prompted, args.batch)
+        sample(fn, sampler, x_T.contiguous(memory_format=torch.channels_last), generator)
+
+    run(None), run(3.0)
+    guided = {"unguided": [], "guided": []}
+    for _ in range(args.repeats):
+        for name, guidance in (("unguided", None), ("guided", 3.0)):
+            started = time.perf_counter()
+            run(guidance)
+            guided[name].append(time.perf_counter() - started)
+    plain_s, guided_s = statistics.median(guided["unguided"]), statistics.median(guided["guided"])
+    print(f"  prompt model unguided: {args.batch / plain_s:6.2f} images/s; guided s = 3 (one batch of "
+          f"{2 * args.batch}): {args.batch / guided_s:6.2f} images/s; guided/unguided time {guided_s / plain_s:.2f}x")
 
 
 if __name__ == "__main__":

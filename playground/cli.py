@@ -168,7 +168,7 @@ def run_sample(args: argparse.Namespace) -> int:
           f"wrote {args.out}/sample_000.png .. sample_{args.n - 1:03d}.png and {args.out}/grid.png")
     if args.sweep:
         rows = [media.label(media.strip([media.zoom(media.tensor_to_pil(x), 64) for x in images], gap=2),
-                            f"s = {scale:g}")
+                            f"s = {scale:g}", size=14)
                 for scale, images in guidance_sweep(str(checkpoint.path), prompt, args.sampler, args.steps, args.n,
                                                     args.seed)]
         media.grid(rows, columns=1).save(Path(args.out) / "sweep.png")

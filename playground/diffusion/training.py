@@ -197,6 +197,7 @@ class TrainState:
     generator: torch.Generator
     step: int = 0
     losses: list[float] = field(default_factory=list)
+    schedule_start: int = 0  # the step the lr schedule (warm-up, cosine) starts from: a warm start's carried step
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         """The state as flat CPU tensors (online weights, AdamW moments, RNG) and the rest as JSON-able values.
@@ -209,7 +210,8 @@ class TrainState:
             for key, value in values.items():
                 tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu()
         tensors["rng"] = self.generator.get_state()
-        meta = {"step": self.step, "ema_updates": self.ema.num_updates, "param_groups": optimizer["param_groups"]}
+        meta = {"step": self.step, "ema_updates": self.ema.num_updates, "param_groups": optimizer["param_groups"],
+                "schedule_start": self.schedule_start}
         return tensors, meta
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], meta: dict, ema_weights: dict[str, torch.Tensor],
@@ -227,14 +229,16 @@ class TrainState:
         self.ema.num_updates = int(meta["ema_updates"])
         self.generator.set_state(tensors["rng"])
         self.step = int(meta["step"])
+        self.schedule_start = int(meta.get("schedule_start", 0))
         self.losses = list(losses)
 
     def warm_start(self, weights: dict[str, torch.Tensor], step: int, losses: list[float], seed: int) -> None:
         """Start from a finished model's weights (both online and EMA), carrying its step count and losses on;
-        AdamW's moments start fresh and batches are new ones, not a replay."""
+        AdamW's moments start fresh, batches are new ones, not a replay, and the lr schedule (warm-up, then cosine
+        to ``config.steps``) starts again from here."""
         self.model.load_state_dict(weights)
         self.ema.model.load_state_dict(weights)
-        self.step = self.ema.num_updates = int(step)
+        self.step = self.ema.num_updates = self.schedule_start = int(step)
         self.losses = list(losses)
         self.generator.manual_seed(int(seed) + self.step)
 
@@ -291,7 +295,8 @@ def train(
     device = next(model.parameters()).device
     while state.step < config.steps and not should_stop():
         started = time.perf_counter()
-        lr = lr_at(state.step, config.lr, config.warmup_steps, config.steps, config.lr_min_ratio)
+        lr = lr_at(state.step - state.schedule_start, config.lr, config.warmup_steps,
+                   config.steps - state.schedule_start, config.lr_min_ratio)
         for group in state.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         x0, captions = draw_examples(data, state.generator, config, prior, augment, words, prior_words)

@@ -12,6 +12,9 @@ sample falls in, per k and per sample: about 1 when samples sit where the data i
 Coverage: the share of real neighbourhoods that hold at least one sample: low when samples miss parts of the data.
 Near-copies: samples closer to a training image than half the median distance from a held-out image to its
 nearest training image (8 x 8 block averages).
+
+Prompt fidelity: a sample follows a word when the training image nearest to it (Euclidean distance over all its
+pixels) has that word in its name: for each word, the share of samples that do.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from playground.data.dataset import match_channels
+from playground.data.prompts import words_of
 
 FEATURE_SIZE = 64
 NEIGHBOURS = 5
@@ -111,3 +115,28 @@ class QualityProbe:
     def read(self, step: int, samples: torch.Tensor) -> QualityReading:
         density, coverage = density_coverage(self.real, features(samples))
         return QualityReading(step, density, coverage, copy_share(samples, self.training, self.threshold))
+
+
+def nearest_images(samples: torch.Tensor, images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The index of each sample's nearest image (Euclidean distance over all pixels; same size and channels)."""
+    mine = samples.float().cpu().flatten(1)
+    best = torch.full((len(samples),), float("inf"))
+    index = torch.zeros(len(samples), dtype=torch.long)
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk]
+        part = part.float().div(127.5).sub(1.0) if part.dtype == torch.uint8 else part.float().cpu()
+        distance, where = torch.cdist(mine, part.flatten(1)).min(dim=1)
+        closer = distance < best
+        best, index = torch.where(closer, distance, best), torch.where(closer, where + start, index)
+    return index
+
+
+def word_fidelity(samples: torch.Tensor, word: str, images: torch.Tensor, names: list[str]) -> float:
+    """The share of ``samples`` whose nearest image in ``images`` has ``word`` in its name (``names[i]``)."""
+    return sum(word in words_of(names[i]) for i in nearest_images(samples, images).tolist()) / len(samples)
+
+
+def chance_fidelity(word: str, names: list[str]) -> float:
+    """What :func:`word_fidelity` would give samples that ignore the prompt and spread like the data: the share of
+    names with the word."""
+    return sum(word in words_of(name) for name in names) / len(names)
