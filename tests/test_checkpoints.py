@@ -1,5 +1,6 @@
 """Checkpoints: diffusers folders that DDPMPipeline loads; safetensors only; foreign folders load as is."""
 
+import csv
 import dataclasses
 import json
 
@@ -119,6 +120,9 @@ def test_training_resumes_exactly_and_warm_starts(tmp_path):
     warm = run_training(tmp_path / "warm", dataset, dataclasses.replace(spec, config=longer, init_from=straight))
     info = json.loads((warm / "playground.json").read_text())
     assert info["steps"] == 12 and len(info["loss_history_full"]) == 12
+    # its lr schedule starts again: warm-up from the carried step, not the tail of a cosine that ended at step 10
+    logged = {int(row["step"]): float(row["lr"]) for row in csv.DictReader(open(warm.parent / "log.csv"))}
+    assert logged == pytest.approx({11: longer.lr / 2, 12: longer.lr})
 
 
 def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
