@@ -273,8 +273,9 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
           api_name="sample_prompt_controls", api_visibility="undocumented")
     prompt.input(suggest, [checkpoint, prompt], [prompt_note], api_name="sample_prompt_words", queue=False,
                  show_progress="hidden")
+    # Not queued: the slider's range is right before a person (or a test) moves it.
     checkpoint.change(steps_range, [checkpoint, steps], [steps], api_name="sample_steps_range",
-                      api_visibility="undocumented")
+                      api_visibility="undocumented", queue=False)
     dice.click(lambda: random.randint(0, 2**31 - 1), None, [seed], api_name="sample_random_seed", queue=False)
     # Prepare a fresh job (clearing an old Stop) before the work queues, so a Stop pressed while it waits counts.
     go_button.click(prepare, None, None, queue=False, api_name="sample_prepare", api_visibility="private").then(
