@@ -3,7 +3,8 @@
     python scripts/screenshots.py [--url http://127.0.0.1:7860/] [--out docs] [--only forward,sample]
 
 Starts the app itself unless --url is given. Drives Debian's Chromium (Playwright): Forward after moving t,
-Schedule with zero-SNR versions, Sample *while it runs* (mid-run) and when done, Train after a short run with the
+Schedule with zero-SNR versions, Sample *while it runs* (mid-run) and when done, the prompt model with its guidance
+equation and sweep (sample_prompt), Train after a short run with the
 memorisation meter, and the toy lab after training and sampling. Writes OUT/<tab>.jpg and OUT/<tab>_phone.jpg.
 """
 
@@ -83,6 +84,28 @@ def sample(page, out: Path, suffix: str) -> None:
     shoot(page, out / f"sample{suffix}.jpg")
 
 
+def prompt(page, out: Path, suffix: str) -> None:
+    """The prompt model following "red heart" at guidance 4, with the guidance equation, then the guidance sweep."""
+    open_tab(page, "Sample")
+    page.locator("#sample-checkpoint input").click()
+    page.get_by_role("option", name="emoji32-prompts").click()
+    page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('knows')")
+    page.get_by_text("DPM-Solver++(2M)").first.click()
+    set_number(page, "sample-steps", 25)
+    set_number(page, "sample-guidance", 4)
+    box = page.locator("#sample-prompt input, #sample-prompt textarea").first
+    box.fill("")
+    box.press_sequentially("red heart")
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done: ')",
+                           timeout=120_000)
+    page.get_by_text("Guidance sweep: the same seed").click()
+    page.locator("#sample-sweep").click()
+    page.wait_for_function("() => document.querySelectorAll('#sample-sweep-gallery img').length >= 5",
+                           timeout=300_000)
+    shoot(page, out / f"sample_prompt{suffix}.jpg")
+
+
 def train(page, out: Path, suffix: str, photos: list[str]) -> None:
     open_tab(page, "Train")
     page.locator("#train-upload input[type=file]").set_input_files(photos)
@@ -145,7 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running app (default: start one)")
     parser.add_argument("--out", default=str(ROOT / "docs"))
-    parser.add_argument("--only", default="forward,schedule,sample,train,toy")
+    parser.add_argument("--only", default="forward,schedule,sample,prompt,train,toy")
     parser.add_argument("--sizes", default="laptop,phone")
     args = parser.parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
