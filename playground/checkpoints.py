@@ -283,10 +283,20 @@ def store_half(folder: str | os.PathLike, dtype: str = "float16") -> tuple[int, 
 def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
     """A README.md for a checkpoint folder, from its playground.json content."""
     model, training, data = info.get("model", {}), info.get("training", {}), info.get("data", {})
+    prompts = info.get("prompts")
+    if prompts:
+        about = (f"A small prompt-conditioned denoising diffusion model made with Diffusion Playground. Its UNet is a "
+                 f"diffusers `UNet2DModel(class_embed_type=\"identity\")`: `DDPMPipeline.from_pretrained(folder)` and "
+                 f"`UNet2DModel.from_pretrained(folder, subfolder=\"unet\")` load it. A prompt is words from its "
+                 f"vocabulary ({len(prompts['vocabulary'])} words, in playground.json \"prompts\"); their embeddings "
+                 f"(`{ENCODER_WEIGHTS}`, {prompts['dim']} numbers per word) are summed and passed as `class_labels`; "
+                 "the empty prompt is a vector of zeros. Sample it with classifier-free guidance: "
+                 "`python -m playground sample --checkpoint FOLDER --prompt \"red heart\" --guidance 3`.")
+    else:
+        about = ("A small unconditional denoising diffusion model made with Diffusion Playground. It is a diffusers "
+                 "DDPM pipeline folder: `DDPMPipeline.from_pretrained(folder)` loads it.")
     lines = [
-        f"# {title}", "",
-        "A small unconditional denoising diffusion model made with Diffusion Playground. It is a diffusers "
-        "DDPM pipeline folder: `DDPMPipeline.from_pretrained(folder)` loads it.", "",
+        f"# {title}", "", about, "",
         f"- Network: diffusers `UNet2DModel`, {info.get('parameters', 0) / 1e6:.2f} M parameters, "
         f"{model.get('resolution')}x{model.get('resolution')} RGB, channels {model.get('channels')}",
         f"- Trained on: {data.get('description', data.get('name'))} ({data.get('count')} images, "
@@ -295,7 +305,10 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
         f"T = {training.get('num_timesteps')}; target {training.get('prediction_type')}, "
         f"Min-SNR-γ {training.get('min_snr_gamma')}; AdamW lr {training.get('lr')} (warm-up "
         f"{training.get('warmup_steps')}, cosine to ×{training.get('lr_min_ratio')}); "
-        f"EMA up to {training.get('ema_max_decay')} with warm-up",
+        f"EMA up to {training.get('ema_max_decay')} with warm-up"
+        + (f"; prompts dropped to empty {training.get('prompt_dropout'):.0%} of the time, each word of a caption left "
+           f"out with probability {training.get('word_dropout')}, word embeddings at lr {training.get('encoder_lr')}"
+           if prompts else ""),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
         f"- Final loss (mean of last 100 steps): {info.get('final_loss', float('nan')):.4f}",
     ]

@@ -7,7 +7,9 @@ a 64-sample grid (DPM-Solver++ 25 steps, seed 1234) as samples.png, and the mode
 exact training command, steps, wall time and hardware. The training state (optimizer moments, online weights)
 stays in the run folder: it is too big for git, and `train --init-from checkpoints/NAME` warm-starts from here.
 The weights are stored in float16 (checkpoints.store_half), so every file stays under the Hub's 10 MB limit;
-the sample grid is drawn from the float32 weights, before halving.
+the sample grid is drawn from the float32 weights, before halving. A prompt model's grid has one row per prompt
+(--prompts, the empty prompt first) at guidance --guidance; --earlier names commands that ran before the run's own
+(a warm start's history), in order.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
+from playground import media  # noqa: E402
 from playground.checkpoints import load_checkpoint, model_card, store_half  # noqa: E402
 from playground.media import image_grid  # noqa: E402
 from playground.services.image_sampling import preview  # noqa: E402
@@ -33,6 +36,11 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("name")
     parser.add_argument("--status", help="a line for the model card, e.g. that training goes on")
+    parser.add_argument("--prompts", default=",heart,cat,face,moon,tree,car,clock,fish",
+                        help="a prompt model's grid: one row per prompt (the first, empty, is no prompt)")
+    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--earlier", action="append", default=[], help="a command that ran before this run's own")
+    parser.add_argument("--title", default="emoji from noise")
     args = parser.parse_args()
 
     source = Path(args.run_dir) / "checkpoint"
@@ -45,13 +53,33 @@ def main() -> None:
     (tmp / "playground.json").write_text(json.dumps(info, indent=2))
 
     checkpoint = load_checkpoint(tmp)
-    images = preview(checkpoint.unet, checkpoint.schedule, checkpoint.prediction_type, count=64, seed=1234, steps=25)
-    grid = image_grid(images, columns=8)
-    grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(tmp / "samples.png")
+    grid_note = "Samples (DPM-Solver++, 25 steps, seed 1234):"
+    if checkpoint.vocabulary is None:
+        images = preview(checkpoint.unet, checkpoint.schedule, checkpoint.prediction_type, count=64, seed=1234,
+                         steps=25)
+        grid = image_grid(images, columns=8)
+        grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(tmp / "samples.png")
+    else:
+        rows = []
+        for prompt in args.prompts.split(","):
+            images = preview(checkpoint.unet, checkpoint.schedule, checkpoint.prediction_type, count=8, seed=1234,
+                             steps=25, prompt=prompt, guidance=args.guidance)
+            row = image_grid(images, columns=8)
+            rows.append(media.label(row.resize((row.width * 2, row.height * 2), Image.NEAREST),
+                                    f"“{prompt}”" if prompt else "no prompt", size=16))
+        media.grid(rows, columns=1, gap=6).save(tmp / "samples.png")
+        grid_note = (f"Samples, one row per prompt (DPM-Solver++, 25 steps, seed 1234, guidance {args.guidance:g}; "
+                     "the first row has no prompt):")
 
     store_half(tmp)
     info["weights_dtype"] = "float16"
-    card = model_card(f"{args.name}: emoji from noise", info, grid_name="samples.png")
+    card = model_card(f"{args.name}: {args.title}", info, grid_name="samples.png")
+    card = card.replace("Samples (DPM-Solver++, 25 steps, seed 1234):", grid_note)
+    if args.earlier:
+        history = "\n".join(args.earlier)
+        card = card.replace("Trained with exactly:\n\n```bash\n",
+                            f"Trained with exactly these, in order (each warm-starts from the one before):\n\n"
+                            f"```bash\n{history}\n")
     if args.status:
         card = card.replace("\n\n", f"\n\n**Status:** {args.status}\n\n", 1)
     (tmp / "README.md").write_text(card)
