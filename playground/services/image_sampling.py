@@ -290,11 +290,14 @@ def guidance_parts(checkpoint: Checkpoint, step: Step, cond: torch.Tensor, uncon
                          rms(eps_uncond + scale * (eps_cond - eps_uncond)))
 
 
-def sampling_seconds(folder: str, sampler_name: str, steps: int, count: int, *args, **kwargs) -> float:
+def sampling_seconds(folder: str, sampler_name: str, steps: int, count: int, seed: int = 0, eta: float = 0.0,
+                     should_stop=None, prompt: str = "", *args, **kwargs) -> float:
     """A generous GPU time for one sampling call (ZeroGPU's duration): start-up, then the network's evaluations
-    (about 0.4 ms per image-step at 32 px on ZeroGPU's GPU slice, by area above that), then the frames."""
+    (about 0.4 ms per image-step at 32 px on ZeroGPU's GPU slice, by area above that; twice that with a prompt,
+    whose guidance evaluates every image with and without it), then the frames."""
     resolution = _resolution(folder)
-    return 8 + int(steps) * int(count) * 4e-4 * (resolution / 32) ** 2 + 0.02 * min(int(steps), 60)
+    evaluations = int(steps) * int(count) * (2 if (prompt or "").strip() else 1)
+    return 8 + evaluations * 4e-4 * (resolution / 32) ** 2 + 0.02 * min(int(steps), 60)
 
 
 def _resolution(folder: str) -> int:
