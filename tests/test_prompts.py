@@ -259,3 +259,16 @@ def test_a_subject_run_learns_its_new_word_and_keeps_the_others(prompt_model, tm
         torch.testing.assert_close(embedding[trained.vocabulary.index[word]], before, rtol=1e-2, atol=1e-3)
     assert [caption for _, caption in finetuning.subject_view(run.path, count=2)] == [
         "“zork dog” after training", "“dog” after training", "“dog” before (the base)"]
+
+
+def test_fine_tuning_a_prompt_model_without_a_subject_keeps_its_words(prompt_model, tmp_path):
+    from PIL import Image
+
+    from playground.services import finetuning
+
+    base = image_sampling.get_checkpoint(prompt_model)
+    config = finetuning.train_config("quick", base, steps=2, batch_size=2, prior_fraction=0.25)
+    run = finetuning.start_run(tmp_path / "run", [Image.new("RGB", (40, 40), (200, 30, 30))], prompt_model, config)
+    trained = load_checkpoint(finetuning.train_run(run.path))
+    assert trained.vocabulary == base.vocabulary  # still a prompt model: the Sample tab's prompt box stays on
+    assert finetuning.subject_view(run.path) == []  # no subject: nothing to compare
