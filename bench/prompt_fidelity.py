@@ -68,6 +68,8 @@ def main() -> None:
     print(f"mean {sum(scores) / len(scores):.0%} (chance {sum(chances) / len(chances):.1%}); most samples follow the "
           f"word for {majority} of {len(scores)} words; {time.perf_counter() - started:.0f} s")
 
+    if args.quality_count < 64:
+        return
     real = features(data)
     for name, folder in (("base, no prompt", args.base), ("this, empty prompt", args.checkpoint)):
         model = get_checkpoint(folder)
