@@ -272,6 +272,7 @@ def build(demo: gr.Blocks) -> gr.Dropdown:
     gr.on([demo.load, checkpoint.change], prompt_controls, [checkpoint], [prompt, guidance, prompt_note],
           api_name="sample_prompt_controls", api_visibility="undocumented")
     prompt.input(suggest, [checkpoint, prompt], [prompt_note], api_name="sample_prompt_words", queue=False,
+                 trigger_mode="always_last",
                  show_progress="hidden")
     # Not queued: the slider's range is right before a person (or a test) moves it.
     checkpoint.change(steps_range, [checkpoint, steps], [steps], api_name="sample_steps_range",
