@@ -58,7 +58,7 @@ def wait_for_new_src(page, elem_id: str, old: str | None, timeout_ms: int = 30_0
 def choose_model(page, name: str) -> None:
     """Pick a model in the Sample tab and wait until the tab has caught up with it (its summary and prompt note)."""
     page.locator("#sample-checkpoint input").click()
-    page.get_by_role("option", name=name).click()
+    page.get_by_role("option", name=name, exact=True).click()
     page.wait_for_function("(name) => document.querySelector('#sample-info').innerText.includes(name) && "
                            "document.querySelector('#sample-prompt-note').innerText.trim() !== ''", arg=name)
     page.wait_for_timeout(300)  # the steps slider's range arrives with the same change

@@ -128,7 +128,10 @@ def test_the_space_serves_every_tab_and_shows_no_server_path(space):
     assert components["train-save"]["visible"] is False  # local-only: hidden
     assert "of your daily ZeroGPU minutes" in config  # presets say what they cost here
     sample_models = [value for _, value in components["sample-checkpoint"]["choices"]]
-    assert sample_models == ["emoji32", "tiny-test"]
+    from playground.checkpoints import list_checkpoints
+    from playground.services.image_sampling import SHIPPED
+
+    assert sample_models == [folder.name for folder in list_checkpoints(SHIPPED)] + ["tiny-test"]  # names, no paths
 
 
 @pytest.mark.slow
