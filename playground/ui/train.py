@@ -329,7 +329,7 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
                                               interactive=False, elem_id="train-subject", min_width=120)
                     class_word = gr.Textbox("", label="Class word (known)", placeholder="e.g. dog", max_lines=1,
                                             interactive=False, elem_id="train-class", min_width=120)
-                subject_note = gr.Markdown(elem_id="train-subject-note")
+            subject_note = gr.Markdown(elem_id="train-subject-note")
             local_base = gr.Textbox(label="…or a diffusers DDPM folder on this computer (path)", visible=is_local(),
                                     placeholder="/path/to/folder with unet/ and scheduler/")
             preset = gr.Radio([(p.label(hardware()), key) for key, p in finetuning.PRESETS.items()], value="quick",
