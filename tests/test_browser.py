@@ -280,7 +280,7 @@ def test_train_tab_upload_six_train_see_loss_and_preview_then_sample(page, tmp_p
     assert image_src(page, "train-preview")
     page.locator("#train-try").click()
     page.wait_for_function("() => document.querySelectorAll('#train-meter img').length === 16", timeout=60_000)
-    assert page.locator("#train-meter-note").inner_text().startswith(("Copies", "New images"))
+    page.wait_for_function("() => /^(Copies|New images)/.test(document.querySelector('#train-meter-note').innerText)")
     # all eight pairs at once, every caption whole and on screen
     captions = page.locator("#train-meter figcaption")
     assert captions.count() == 8
