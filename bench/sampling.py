@@ -112,7 +112,7 @@ def main() -> None:
         generator = torch.Generator().manual_seed(0)
         x_T = torch.randn(args.batch, 3, resolution, resolution, generator=generator)
         sampler = make_sampler("ddim", schedule, args.steps, prediction_type=prediction, clip_sample=1.0)
-        fn = model_fn(prompted) if guidance is None else guided_fn(prompted, prompt, guidance, prompted, args.batch)
+        fn = model_fn(prompted) if guidance is None else guided_fn(prompted, prompt, guidance, args.batch)
         sample(fn, sampler, x_T.contiguous(memory_format=torch.channels_last), generator)
 
     run(None), run(3.0)

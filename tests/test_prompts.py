@@ -98,13 +98,12 @@ def test_training_with_captions_teaches_the_words_and_guidance_follows_them():
     schedule = NoiseSchedule.from_name(config.schedule, 1000)
     train(state, data, schedule, config, model_fn=model_fn(model), words=VOCABULARY.batch(captions))
     network = state.ema.model.eval()
-    holder = type("Holder", (), {"vocabulary": VOCABULARY})()
     colours = {}
     for prompt in ("red", "blue"):
         generator = torch.Generator().manual_seed(1)
         x_T = torch.randn(8, 3, 8, 8, generator=generator)
         sampler = make_sampler("dpmpp", schedule, 20, prediction_type=config.prediction_type, clip_sample=1.0)
-        images = sample(image_sampling.guided_fn(holder, prompt, 3.0, network, 8), sampler, x_T, generator)
+        images = sample(image_sampling.guided_fn(network, prompt, 3.0, 8), sampler, x_T, generator)
         colours[prompt] = images.mean((0, 2, 3))
     assert colours["red"][0] - colours["red"][2] > 0.5, colours  # "red" alone draws red squares...
     assert colours["blue"][2] - colours["blue"][0] > 0.5, colours  # ...and "blue" blue ones

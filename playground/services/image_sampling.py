@@ -120,14 +120,14 @@ def prompt_suggestions(checkpoint: Checkpoint, prompt: str | None, count: int = 
     return f"⚠️ No emoji name has *{last}*." + (f" Nearest: {', '.join(near)}." if near else "")
 
 
-def guided_fn(checkpoint, prompt: str, scale: float, unet: torch.nn.Module, count: int,
+def guided_fn(unet: torch.nn.Module, prompt: str, scale: float, count: int,
               on_parts: Callable[[torch.Tensor, torch.Tensor], None] | None = None):
     """The ``model_fn`` to sample with: unconditional for an empty prompt, else classifier-free guidance of the
-    prompt's word ids (in ``checkpoint.vocabulary``: a Checkpoint's or a PromptedUNet's) against the empty prompt,
-    at ``scale``, in one batched forward."""
+    prompt's word ids (in the PromptedUNet's own vocabulary) against the empty prompt, at ``scale``, in one batched
+    forward."""
     if not (prompt or "").strip():
         return model_fn(unet)
-    words = checkpoint.vocabulary.batch([prompt]).to(next(unet.parameters()).device)
+    words = unet.vocabulary.batch([prompt]).to(next(unet.parameters()).device)
     return guided_model_fn(unet, words.expand(count, -1), torch.zeros_like(words), scale, on_parts)
 
 
@@ -150,7 +150,7 @@ def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, 
     sampler = make_sampler(sampler_name, checkpoint.schedule, int(steps), **kwargs)
     x_T, generator = initial_noise(checkpoint, count, seed)
     unet = checkpoint.unet if device is None else checkpoint.unet.to(device)
-    denoiser = guided_fn(checkpoint, prompt, guidance, unet, count, on_parts)
+    denoiser = guided_fn(unet, prompt, guidance, count, on_parts)
     return iter_sample(denoiser, sampler, x_T.to(next(unet.parameters()).device), generator)
 
 
@@ -165,7 +165,7 @@ def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str
     device = next(unet.parameters()).device
     x_T = torch.randn(count, unet.config.in_channels, resolution, resolution, generator=generator).to(device)
     sampler = make_sampler("dpmpp", schedule, steps, prediction_type=prediction_type, clip_sample=1.0)
-    return sample(guided_fn(unet, prompt, guidance, unet, count), sampler, x_T, generator).clamp(-1, 1).cpu()
+    return sample(guided_fn(unet, prompt, guidance, count), sampler, x_T, generator).clamp(-1, 1).cpu()
 
 
 def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:
