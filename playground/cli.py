@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--prompts: share of examples trained with the empty prompt (default 0.15)")
     train.add_argument("--word-dropout", type=float, default=0.5,
                        help="--prompts: chance each word of a name is left out, one always kept (default 0.5)")
+    train.add_argument("--word-focus", type=float, default=0.0,
+                       help="--prompts: share of each batch drawn word first (a word two or more names share, then "
+                            "one of its pictures, captioned by that word alone), so rare words are practised as "
+                            "often as common ones (default 0)")
     train.add_argument("--encoder-lr", type=float, default=1e-2,
                        help="--prompts: the word embeddings' peak learning rate (default 1e-2)")
     train.add_argument("--model", choices=["tiny", "emoji32", "emoji64", "unet64", "unet128"],
@@ -327,7 +331,7 @@ def run_train(args: argparse.Namespace) -> int:
             dist.barrier()
     if args.prompts and args.data:
         raise ValueError("--prompts learns from the emoji's names; a folder of images has no captions.")
-    for name in ("prompt_dropout", "word_dropout"):
+    for name in ("prompt_dropout", "word_dropout", "word_focus"):
         if not 0 <= getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} is a share from 0 up to (not including) 1.")
     config = TrainConfig(steps=args.steps or 20000, batch_size=args.batch_size or 64, lr=args.lr or 5e-4,
@@ -335,7 +339,7 @@ def run_train(args: argparse.Namespace) -> int:
                          prediction_type=args.prediction_type, min_snr_gamma=args.min_snr_gamma or None,
                          schedule=args.schedule, seed=args.seed,
                          **({"prompt_dropout": args.prompt_dropout, "word_dropout": args.word_dropout,
-                             "encoder_lr": args.encoder_lr} if args.prompts else {}))
+                             "word_focus": args.word_focus, "encoder_lr": args.encoder_lr} if args.prompts else {}))
     prompts = emoji_vocabulary(dataset.captions) if args.prompts else None
     hardware = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
                 if device.type == "cpu" else torch.cuda.get_device_name(device)) + (

@@ -122,3 +122,25 @@ def test_a_zero_initialised_prompt_encoder_starts_exactly_as_the_unconditional_m
     torch.nn.init.normal_(encoder.embedding.weight[1:])  # once trained, the words move the model
     with torch.inference_mode():
         assert not torch.allclose(conditional(x, t, class_labels=encoder(words)).sample, plain(x, t).sample)
+
+
+@torch.inference_mode()
+def test_a_forward_in_pieces_is_the_same_forward_and_a_cpu_takes_cache_sized_pieces(setup):
+    from playground.models import CPU_CHUNK_PIXELS, cpu_rows, in_chunks
+
+    unet, condition, empty, x, t = setup
+    model = network(unet)
+    sizes = []
+
+    def counted(x_t, t_, c=None):
+        sizes.append(x_t.shape[0])
+        return model(x_t, t_, c)
+
+    x6, t6 = torch.cat([x, x, x]), torch.tensor([700, 120, 999, 1, 500, 250])
+    c6 = torch.cat([condition, empty.expand(2, -1), condition])
+    torch.testing.assert_close(in_chunks(counted, 4)(x6, t6, c6), model(x6, t6, c6), atol=1e-5, rtol=1e-5)
+    assert sizes == [4, 2]
+    guided = guided_model_fn(in_chunks(counted, 2), condition, empty, 3.0)(x, t)  # B = 2: the halves apart
+    torch.testing.assert_close(guided, guided_model_fn(model, condition, empty, 3.0)(x, t), atol=1e-5, rtol=1e-5)
+    assert sizes[2:] == [2, 2]
+    assert cpu_rows(32) * 32 * 32 == CPU_CHUNK_PIXELS and cpu_rows(64) == cpu_rows(32) // 4 and cpu_rows(4096) == 1

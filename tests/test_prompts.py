@@ -16,7 +16,15 @@ from playground.cli import main as cli_main
 from playground.data.dataset import Dataset
 from playground.data.prompts import PromptError, Vocabulary
 from playground.diffusion import NoiseSchedule, make_sampler, sample
-from playground.diffusion.training import TrainConfig, draw_batch, draw_examples, drop_words, new_train_state, train
+from playground.diffusion.training import (
+    TrainConfig,
+    draw_batch,
+    draw_examples,
+    draw_word_first,
+    drop_words,
+    new_train_state,
+    train,
+)
 from playground.models import PRESETS, PromptedUNet, build_unet, call_model, model_fn
 from playground.services import image_sampling
 from playground.services.training_runs import RunSpec, run_training
@@ -54,6 +62,34 @@ def test_a_run_without_captions_draws_exactly_what_it_drew_before():
                                        words=torch.arange(1, 11)[:, None])
     assert torch.equal(x0_words, plain)  # the images don't depend on whether captions come along
     assert torch.equal(data[captions[:, 0] - 1], plain)  # ...and each caption is its own image's
+
+
+
+def test_word_first_draws_practise_every_shared_word_equally_with_the_datas_own_images():
+    # captions: word 1 on 8 images, word 2 on 2 images, word 3 on 1 image only (not shared: never drawn first)
+    words = torch.tensor([[1, 0]] * 6 + [[1, 2], [1, 2], [3, 0], [4, 4]])
+    index, chosen = draw_word_first(words, 4000, torch.Generator().manual_seed(0))
+    assert chosen.shape == (4000, 1) and set(chosen[:, 0].tolist()) == {1, 2}
+    share = (chosen[:, 0] == 2).float().mean().item()
+    assert abs(share - 0.5) < 0.03  # each shared word as often, however rare
+    assert all(w in words[i].tolist() for i, w in zip(index.tolist(), chosen[:, 0].tolist(), strict=True))
+    rare = index[chosen[:, 0] == 2]
+    assert set(rare.tolist()) == {6, 7} and abs((rare == 6).float().mean().item() - 0.5) < 0.05  # its images evenly
+    common = torch.bincount(index[chosen[:, 0] == 1], minlength=8)[:8].float()
+    assert common.min() > 0.7 * common.mean()  # word 1: all eight of its images, evenly
+
+
+def test_a_focused_batch_ends_with_single_word_examples_that_are_never_emptied():
+    data = torch.arange(10).float()[:, None, None, None].expand(10, 3, 2, 2) / 10
+    words = torch.tensor([[1, 5]] * 5 + [[2, 6]] * 5)
+    config = TrainConfig(batch_size=20, word_focus=0.25, word_dropout=0.5, prompt_dropout=0.99)
+    x0, captions = draw_examples(data, torch.Generator().manual_seed(1), config, words=words)
+    assert x0.shape[0] == captions.shape[0] == 20
+    focused, rest = captions[15:], captions[:15]
+    assert (focused[:, 1:] == 0).all() and set(focused[:, 0].tolist()) <= {1, 2, 5, 6}  # one word each, shared ones
+    image = (x0[15:, 0, 0, 0] * 10).round().long()
+    assert all(w in words[i].tolist() for i, w in zip(image.tolist(), focused[:, 0].tolist(), strict=True))
+    assert (rest == 0).all(1).float().mean() > 0.8  # the rest is emptied as asked (0.99)
 
 
 # --- the network ---

@@ -306,7 +306,7 @@ def subject_config(config: TrainConfig) -> TrainConfig:
     """A subject run's recipe: fixed prompts (no word or prompt dropout: "<word> <class>" is always the caption),
     at least DREAMBOOTH_PRIOR of each batch from the base's class samples, and fast-learning word embeddings."""
     return replace(config, prior_fraction=max(config.prior_fraction, DREAMBOOTH_PRIOR), word_dropout=0.0,
-                   prompt_dropout=0.0, encoder_lr=config.encoder_lr or DREAMBOOTH_ENCODER_LR)
+                   prompt_dropout=0.0, word_focus=0.0, encoder_lr=config.encoder_lr or DREAMBOOTH_ENCODER_LR)
 
 
 def start_run(run_dir: str | os.PathLike, images: list[Image.Image], base: str | os.PathLike | None,

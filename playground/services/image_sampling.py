@@ -28,7 +28,7 @@ from playground.data.prompts import PromptError, nearest_words, words_of
 from playground.diffusion import SAMPLERS, NoiseSchedule, Step, iter_sample, make_sampler, sample
 from playground.diffusion.guidance import DEFAULT_GUIDANCE, guided_model_fn
 from playground.diffusion.samplers import split_prediction
-from playground.models import model_fn, pick_device
+from playground.models import cpu_rows, in_chunks, model_fn, pick_device
 from playground.services.gpu import on_gpu
 
 SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository's checkpoints/
@@ -123,12 +123,16 @@ def prompt_suggestions(checkpoint: Checkpoint, prompt: str | None, count: int = 
 def guided_fn(unet: torch.nn.Module, prompt: str, scale: float, count: int,
               on_parts: Callable[[torch.Tensor, torch.Tensor], None] | None = None):
     """The ``model_fn`` to sample with: unconditional for an empty prompt, else classifier-free guidance of the
-    prompt's word ids (in the PromptedUNet's own vocabulary) against the empty prompt, at ``scale``, in one batched
-    forward."""
+    prompt's word ids (in the PromptedUNet's own vocabulary) against the empty prompt, at ``scale``, both halves in
+    one batched forward (on a CPU, fed through in cache-sized pieces: models.in_chunks)."""
+    device = next(unet.parameters()).device
+    network = model_fn(unet)
+    if device.type == "cpu":  # one batch of 2B on a GPU; cache-sized pieces on a CPU (models.CPU_CHUNK_PIXELS)
+        network = in_chunks(network, cpu_rows(unet.config.sample_size))
     if not (prompt or "").strip():
-        return model_fn(unet)
-    words = unet.vocabulary.batch([prompt]).to(next(unet.parameters()).device)
-    return guided_model_fn(unet, words.expand(count, -1), torch.zeros_like(words), scale, on_parts)
+        return network
+    words = unet.vocabulary.batch([prompt]).to(device)
+    return guided_model_fn(network, words.expand(count, -1), torch.zeros_like(words), scale, on_parts)
 
 
 def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int,
