@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 
+from playground.diffusion.guidance import DEFAULT_GUIDANCE
+
 from conftest import ARTIFACTS
 from image_files import write_bad, write_good
 
@@ -224,7 +226,7 @@ def test_sample_tab_prompt_box_follows_the_model_and_shows_the_guidance_equation
     page.locator("#sample-generate").click()
     page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done: 4 images for')",
                            timeout=60_000)
-    assert "“red heart” at guidance 3" in page.locator("#sample-status").inner_text()
+    assert f"“red heart” at guidance {DEFAULT_GUIDANCE:g}" in page.locator("#sample-status").inner_text()
     equation = page.locator("#sample-equation")
     assert equation.locator(".katex").count() >= 2 and "RMS" in equation.inner_text()  # typeset, with the numbers
     page.screenshot(path=str(ARTIFACTS / "sample_prompt.png"), full_page=True)

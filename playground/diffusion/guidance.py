@@ -18,7 +18,9 @@ from collections.abc import Callable
 
 import torch
 
-DEFAULT_GUIDANCE = 3.0  # the scale the app and CLI start at
+# The scale the app and CLI start at: on the shipped prompt model, 5 follows a word in 36% of samples (3: 33%, 8: 36%;
+# bench/prompt_fidelity.py) with the variety of a low scale.
+DEFAULT_GUIDANCE = 5.0
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ConditionalFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
