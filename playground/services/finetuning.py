@@ -122,7 +122,9 @@ class Subject:
 
 
 SUBJECT_WORD = re.compile(r"^[a-z][a-z0-9]{1,19}$")
-DREAMBOOTH_PRIOR = 0.25  # the least share of each batch a subject run takes from the base's class samples
+# The least share of each batch a subject run takes from the base's class samples. DreamBooth weighs the two losses
+# equally; scripts/dreambooth_demo.py: with 0.25 "cat" fell from 88% to 69% emoji cats, with 0.5 to 84%.
+DREAMBOOTH_PRIOR = 0.5
 DREAMBOOTH_ENCODER_LR = 1e-2  # the word embeddings learn fast: the new word starts at zero
 
 
