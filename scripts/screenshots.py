@@ -85,17 +85,17 @@ def sample(page, out: Path, suffix: str) -> None:
 
 
 def prompt(page, out: Path, suffix: str) -> None:
-    """The prompt model following "red heart" at guidance 4, with the guidance equation, then the guidance sweep."""
+    """The prompt model following "cat" at the default guidance, with the guidance equation, then the guidance
+    sweep."""
     open_tab(page, "Sample")
     page.locator("#sample-checkpoint input").click()
     page.get_by_role("option", name="emoji32-prompts").click()
     page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('knows')")
     page.get_by_text("DPM-Solver++(2M)").first.click()
     set_number(page, "sample-steps", 25)
-    set_number(page, "sample-guidance", 4)
     box = page.locator("#sample-prompt input, #sample-prompt textarea").first
     box.fill("")
-    box.press_sequentially("red heart")
+    box.press_sequentially("cat")
     page.locator("#sample-generate").click()
     page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done: ')",
                            timeout=120_000)
