@@ -109,9 +109,11 @@ def in_chunks(fn, rows: int):
     return chunked
 
 
-def cpu_rows(resolution: int) -> int:
-    """How many images of ``resolution`` px a CPU forward takes at once (:data:`CPU_CHUNK_PIXELS`)."""
-    return max(1, CPU_CHUNK_PIXELS // (resolution * resolution))
+def cpu_rows(sample_size: int | tuple[int, int] | list[int]) -> int:
+    """How many images of ``sample_size`` (a UNet config's: a side, or height and width) a CPU forward takes at once
+    (:data:`CPU_CHUNK_PIXELS`)."""
+    height, width = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+    return max(1, CPU_CHUNK_PIXELS // (int(height) * int(width)))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -144,3 +144,4 @@ def test_a_forward_in_pieces_is_the_same_forward_and_a_cpu_takes_cache_sized_pie
     torch.testing.assert_close(guided, guided_model_fn(model, condition, empty, 3.0)(x, t), atol=1e-5, rtol=1e-5)
     assert sizes[2:] == [2, 2]
     assert cpu_rows(32) * 32 * 32 == CPU_CHUNK_PIXELS and cpu_rows(64) == cpu_rows(32) // 4 and cpu_rows(4096) == 1
+    assert cpu_rows([16, 64]) == cpu_rows(32)  # a foreign folder's (height, width)
