@@ -156,16 +156,13 @@ def draw_examples(data: torch.Tensor, generator: torch.Generator, config: TrainC
     count = round(config.batch_size * config.prior_fraction) if prior is not None and len(prior) else 0
     focus = round((config.batch_size - count) * config.word_focus) if words is not None else 0
     index = torch.randint(0, data.shape[0], (config.batch_size - count - focus,), generator=generator)
-    x0 = data[index]
-    if x0.dtype == torch.uint8:
-        x0 = x0.float().div(127.5).sub(1.0)
+    x0 = as_float(data[index])
     prior_index = torch.randint(0, prior.shape[0], (count,), generator=generator) if count else None
     if count:
         x0 = torch.cat([x0, prior[prior_index]])
     if focus:
         focus_index, focus_words = draw_word_first(words, focus, generator)
-        focus_x0 = data[focus_index]
-        x0 = torch.cat([x0, focus_x0.float().div(127.5).sub(1.0) if focus_x0.dtype == torch.uint8 else focus_x0])
+        x0 = torch.cat([x0, as_float(data[focus_index])])
     x0 = augment(x0, generator) if augment is not None else x0
     if words is None:
         return x0, None
@@ -174,6 +171,11 @@ def draw_examples(data: torch.Tensor, generator: torch.Generator, config: TrainC
         captions.append(prior_words[prior_index] if prior_words is not None else torch.zeros(count, 1).long())
     captions = drop_words(pad_words(captions), generator, config.word_dropout, config.prompt_dropout)
     return x0, pad_words([captions, focus_words]) if focus else captions
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """Stored uint8 pictures as floats in [-1, 1]; float ones as they are."""
+    return images.float().div(127.5).sub(1.0) if images.dtype == torch.uint8 else images
 
 
 def pad_words(captions: list[torch.Tensor]) -> torch.Tensor:
