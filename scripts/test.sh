@@ -11,8 +11,16 @@ if ! dpkg -s chromium fonts-noto-color-emoji unicode-data >/dev/null 2>&1; then
   $SUDO apt-get install -y -q chromium fonts-noto-color-emoji unicode-data
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+if [ ! -x .venv/bin/python ]; then
+  # torch's CUDA build and its libraries take about 6.5 GB unpacked; say so plainly rather than fail mid-install.
+  free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
+  if [ "$free_gb" -lt 8 ]; then
+    echo "scripts/test.sh: the virtual environment needs about 8 GB free here; this disk has ${free_gb} GB." >&2
+    exit 1
+  fi
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --no-cache-dir --disable-pip-version-check -r requirements-dev.txt
 
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
