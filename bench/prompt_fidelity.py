@@ -1,9 +1,10 @@
 """Does a prompt model draw what the prompt names, and is its empty prompt as good as the model it started from?
 
     python bench/prompt_fidelity.py [--checkpoint checkpoints/emoji32-prompts] [--base checkpoints/emoji32]
-                                    [--guidance 3] [--count 16] [--words cat,heart,...]
+                                    [--guidance 5] [--count 16] [--words cat,heart,...] [--sampler ddpm --steps 50]
 
-For each word: ``count`` samples of the prompt (DPM-Solver++ 25 steps, seed 0), and the share whose nearest
+For each word: ``count`` samples of the prompt (by default as the app samples a prompt: DDPM 50 steps; seed 0), and
+the share whose nearest
 training emoji (pixel distance, services.sample_quality.word_fidelity) has the word in its name, beside the share
 of emoji names that have it (what a model that ignores the prompt would score). Then the empty prompt against the
 base: density and coverage (random-CNN features, services.sample_quality) of 512 samples each against the emoji set.
@@ -23,7 +24,8 @@ import torch  # noqa: E402
 
 from playground.data.dataset import dataset_from_uint8  # noqa: E402
 from playground.data.emoji import load_emoji_set  # noqa: E402
-from playground.services.image_sampling import get_checkpoint, preview  # noqa: E402
+from playground.diffusion.guidance import DEFAULT_GUIDANCE  # noqa: E402
+from playground.services.image_sampling import PROMPT_SAMPLING, generate, get_checkpoint, preview  # noqa: E402
 from playground.services.sample_quality import (  # noqa: E402
     chance_fidelity,
     density_coverage,
@@ -39,7 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "emoji32-prompts"))
     parser.add_argument("--base", default=str(ROOT / "checkpoints" / "emoji32"))
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default=PROMPT_SAMPLING[0])
+    parser.add_argument("--steps", type=int, default=PROMPT_SAMPLING[1])
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--quality-count", type=int, default=512)
     parser.add_argument("--words", default=WORDS)
@@ -53,13 +57,15 @@ def main() -> None:
     checkpoint = get_checkpoint(args.checkpoint)
     started = time.perf_counter()
     scores, chances = [], []
-    print(f"{'word':>8}  follows  chance   ({args.count} samples each, guidance {args.guidance:g})")
+    print(f"{'word':>8}  follows  chance   ({args.count} samples each, {args.sampler} {args.steps} steps, "
+          f"guidance {args.guidance:g})")
     for word in args.words.split(","):
         if word not in checkpoint.vocabulary.index:
             print(f"{word:>8}  (not a word this model knows)")
             continue
-        samples = preview(checkpoint.unet, checkpoint.schedule, checkpoint.prediction_type, args.count, seed=0,
-                          prompt=word, guidance=args.guidance)
+        *_, last = generate(checkpoint, args.sampler, args.steps, args.count, seed=0, prompt=word,
+                            guidance=args.guidance)
+        samples = last.prev_sample.clamp(-1, 1)
         score, chance = word_fidelity(samples, word, data, emoji.names), chance_fidelity(word, emoji.names)
         scores.append(score)
         chances.append(chance)

@@ -82,7 +82,7 @@ def main() -> None:
 
     def theirs() -> None:
         with torch.inference_mode():
-            pipeline(batch_size=args.batch, num_inference_steps=args.steps, eta=0.0,
+            pipeline(batch_size=args.batch, num_inference_steps=args.steps, eta=0.0, use_clipped_model_output=True,
                      generator=torch.Generator().manual_seed(0), output_type="np")
 
     ours(), theirs()  # warm-up

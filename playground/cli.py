@@ -104,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     sample = commands.add_parser("sample", help="generate images from a checkpoint folder")
     sample.add_argument("--checkpoint", required=True, help="a checkpoint folder (diffusers DDPM layout)")
-    sample.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="dpmpp")
-    sample.add_argument("--steps", type=int, default=25)
+    sample.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"],
+                        help="default: dpmpp; with --prompt, ddpm (its fresh noise at every step lets guidance keep "
+                             "steering, so more samples follow the prompt)")
+    sample.add_argument("--steps", type=int, help="default: 50 for ddpm with --prompt, else 25")
     sample.add_argument("--n", type=int, default=16, help="how many images (1..64)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")
@@ -152,6 +154,8 @@ def run_sample(args: argparse.Namespace) -> int:
     from playground.services.image_sampling import (
         check_prompt,
         check_settings,
+        default_sampling,
+        default_steps,
         get_checkpoint,
         guidance_sweep,
         sample_to_files,
@@ -161,6 +165,8 @@ def run_sample(args: argparse.Namespace) -> int:
         checkpoint = get_checkpoint(args.checkpoint)
     except CheckpointError as error:
         raise ValueError(str(error)) from None
+    args.sampler = args.sampler or default_sampling(args.prompt)[0]
+    args.steps = default_steps(args.sampler, args.prompt) if args.steps is None else args.steps
     check_settings(checkpoint, args.sampler, args.steps, args.n, args.eta)  # the tab's checks, the same sentences
     prompt, guidance = check_prompt(checkpoint, args.prompt, args.guidance)
     if args.sweep and not prompt:

@@ -213,14 +213,21 @@ def test_sample_tab_prompt_box_follows_the_model_and_shows_the_guidance_equation
     note = "document.querySelector('#sample-prompt-note').innerText"
     page.wait_for_function(f"() => {note}.includes('trained without prompts')")
     assert page.locator("#sample-prompt textarea, #sample-prompt input").first.is_disabled()
+    sampler = page.locator("#sample-sampler")
+    sampler.get_by_text("DPM-Solver++(2M)", exact=True).click()
+    set_slider(page, "sample-steps", 25)
     choose_model(page, "tiny-prompts")
     box = page.locator("#sample-prompt textarea, #sample-prompt input").first
     page.wait_for_function(f"() => {note}.includes('knows 5 words')")
     assert box.is_enabled()
+    # untouched plain defaults become the prompt defaults: DDPM, 50 steps, and the note says why
+    page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === '50'")
+    assert sampler.get_by_label("DDPM (ancestral)").is_checked() and "start on DDPM" in page.locator(
+        "#sample-prompt-note").inner_text()
     box.press_sequentially("red he")
     page.wait_for_function(f"() => {note}.includes('heart')")  # words that complete the one being typed
     box.press_sequentially("art")
-    page.locator("#sample-sampler").get_by_text("DDIM", exact=True).click()
+    sampler.get_by_text("DDIM", exact=True).click()
     set_slider(page, "sample-steps", 8)
     set_slider(page, "sample-count", 4)
     page.locator("#sample-generate").click()

@@ -249,6 +249,13 @@ def test_cli_samples_a_prompt_and_its_sweep_and_refuses_with_a_sentence(prompt_m
                      "--n", "2", "--steps", "3", "--sweep", "--out", str(out)]) == 0
     assert (out / "grid.png").is_file() and (out / "sweep.png").is_file()
     assert "for 'red heart' at guidance 4" in capsys.readouterr().out
+    # unnamed, a prompt samples with DDPM 50 (follows prompts better); without one, DPM-Solver++ 25
+    for prompt, used in (["--prompt", "heart"], "ddpm 50 steps"), ([], "dpmpp 25 steps"):
+        assert cli_main(["sample", "--checkpoint", str(prompt_model), *prompt, "--n", "1", "--out", str(out)]) == 0
+        assert used in capsys.readouterr().out
+    assert cli_main(["sample", "--checkpoint", str(prompt_model), "--prompt", "heart", "--sampler", "ddim", "--n", "1",
+                     "--out", str(out)]) == 0
+    assert "ddim 25 steps" in capsys.readouterr().out
     assert cli_main(["sample", "--checkpoint", str(prompt_model), "--prompt", "hart", "--out", str(out)]) == 2
     assert "nearest known words: heart" in capsys.readouterr().err
 

@@ -77,7 +77,7 @@ def test_one_step_equals_diffusers(kind, name, prediction_type, clip, extra):
         x = torch.randn(2, 3, 8, 8, generator=g)
         model_output = torch.randn(2, 3, 8, 8, generator=g)
         a = mine.step(model_output, t, x, generator=torch.Generator().manual_seed(t))
-        step_kwargs = {"eta": extra.get("eta", 0.0)} if kind == "ddim" else {}
+        step_kwargs = {"eta": extra.get("eta", 0.0), "use_clipped_model_output": clip} if kind == "ddim" else {}
         b = theirs.step(model_output, t, x, generator=torch.Generator().manual_seed(t), **step_kwargs)
         torch.testing.assert_close(a.pred_original_sample, b.pred_original_sample, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(a.prev_sample, b.prev_sample, atol=1e-5, rtol=1e-5)
@@ -135,12 +135,29 @@ def test_whole_trajectory_with_a_tiny_unet_equals_diffusers(kind, name, predicti
     theirs.set_timesteps(steps)
     generator = torch.Generator().manual_seed(2)
     x = x_T.clone()
-    step_kwargs = {"eta": extra.get("eta", 0.0)} if kind == "ddim" else {}
+    step_kwargs = {"eta": extra.get("eta", 0.0), "use_clipped_model_output": clip} if kind == "ddim" else {}
     with torch.inference_mode():
         for t in theirs.timesteps:
             x = theirs.step(model_fn(x, t), t, x, generator=generator, **step_kwargs).prev_sample
     assert [s.t for s in steps_seen] == theirs.timesteps.tolist()
     torch.testing.assert_close(result, x, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddim_at_eta_1_steps_as_ddpm_even_where_clipping_bites(prediction_type):
+    """DDIM's eta = 1 is DDPM's posterior (Song et al. 2021, eq. 16), so from the same x_t, output and noise the two
+    must land on the same x_{t-1}. Outputs four times too large (as strong guidance gives) push pred x_0 far past
+    [-1, 1]: the step is only DDPM's if DDIM's eps is the one the clipped x_0 implies."""
+    schedule = NoiseSchedule.from_name("linear", 1000)
+    ddpm, ddim = (make_sampler(kind, schedule, 50, prediction_type=prediction_type, clip_sample=1.0,
+                               **({"eta": 1.0} if kind == "ddim" else {})) for kind in ("ddpm", "ddim"))
+    g = torch.Generator().manual_seed(8)
+    for t in ddpm.timesteps[:-1]:
+        x, output = torch.randn(2, 3, 8, 8, generator=g), 4 * torch.randn(2, 3, 8, 8, generator=g)
+        a = ddpm.step(output, t, x, generator=torch.Generator().manual_seed(t))
+        b = ddim.step(output, t, x, generator=torch.Generator().manual_seed(t))
+        assert a.pred_original_sample.abs().max() == 1.0  # clipping bit
+        torch.testing.assert_close(b.prev_sample, a.prev_sample, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["ddpm", "ddim", "dpmpp"])

@@ -163,7 +163,11 @@ class DDPMSampler(Sampler):
 class DDIMSampler(Sampler):
     """Denoising Diffusion Implicit Models (Song, Meng & Ermon 2021), equation 12.
 
-    eta = 0 is deterministic; eta = 1 has DDPM's posterior variance.
+    eta = 0 is deterministic; eta = 1 has DDPM's posterior variance (and then steps exactly as DDPM does).
+    With ``clip_sample``, eps is re-derived from the clipped x_0 (as GLIDE does; diffusers'
+    ``use_clipped_model_output=True``): left unclipped, the two disagree wherever clipping bites, as it does under
+    strong classifier-free guidance, and the steps wander off the data (a guided "cat" came out as noise-textured
+    scenes).
     """
 
     name = "ddim"
@@ -177,6 +181,8 @@ class DDIMSampler(Sampler):
         alpha_bar_t, alpha_bar_prev = self.alpha_bar(t), self.alpha_bar(prev_t)
         # 1. predicted x_0 and eps ("predicted x_0" of eq. 12)
         pred_x0, pred_eps = self.predict(model_output, t, sample)
+        if self.clip_sample is not None:  # the eps that the clipped x_0 implies
+            pred_eps = (sample - math.sqrt(alpha_bar_t) * pred_x0) / math.sqrt(1.0 - alpha_bar_t)
         # 2. sigma_t(eta), eq. 16
         variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_prev)
         std = self.eta * math.sqrt(max(variance, 0.0))

@@ -35,6 +35,22 @@ SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"  # the repository'
 MAX_IMAGES = 64
 MAX_GUIDANCE = 15.0
 SWEEP_SCALES = (0.0, 1.0, 2.0, 4.0, 7.0)
+# What a person gets without choosing a sampler: DPM-Solver++ looks finished in 25 steps; with a prompt, ancestral
+# DDPM, whose fresh noise at every step lets guidance keep steering (bench/prompt_fidelity.py: on the shipped prompt
+# model far more samples draw the word than with a deterministic sampler on as many model calls).
+PLAIN_SAMPLING = ("dpmpp", 25)
+PROMPT_SAMPLING = ("ddpm", 50)
+
+
+def default_sampling(prompt: str | None) -> tuple[str, int]:
+    """The (sampler, steps) to use when a person names neither: DDPM 50 for a prompt, else DPM-Solver++ 25."""
+    return PROMPT_SAMPLING if (prompt or "").strip() else PLAIN_SAMPLING
+
+
+def default_steps(sampler: str, prompt: str | None) -> int:
+    """The steps for a sampler a person chose without saying how many: the default's own, else 25."""
+    chosen, steps = default_sampling(prompt)
+    return steps if sampler == chosen else PLAIN_SAMPLING[1]
 
 
 def checkpoint_roots() -> list[Path]:
