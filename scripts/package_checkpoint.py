@@ -8,7 +8,8 @@ exact training command, steps, wall time and hardware. The training state (optim
 stays in the run folder: it is too big for git, and `train --init-from checkpoints/NAME` warm-starts from here.
 The weights are stored in float16 (checkpoints.store_half), so every file stays under the Hub's 10 MB limit;
 the sample grid is drawn from the float32 weights, before halving. A prompt model's grid has one row per prompt
-(--prompts, the empty prompt first) at guidance --guidance; --earlier names commands that ran before the run's own
+(--prompts, the empty prompt first), each drawn as the app draws it by default, at guidance --guidance;
+--earlier names commands that ran before the run's own
 (a warm start's history), in order.
 """
 
@@ -28,7 +29,7 @@ from PIL import Image  # noqa: E402
 from playground import media  # noqa: E402
 from playground.checkpoints import load_checkpoint, model_card, store_half  # noqa: E402
 from playground.media import image_grid  # noqa: E402
-from playground.services.image_sampling import preview  # noqa: E402
+from playground.services.image_sampling import default_sampling, generate, preview  # noqa: E402
 
 
 def main() -> None:
@@ -61,15 +62,15 @@ def main() -> None:
         grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(tmp / "samples.png")
     else:
         rows = []
-        for prompt in args.prompts.split(","):
-            images = preview(checkpoint.unet, checkpoint.schedule, checkpoint.prediction_type, count=8, seed=1234,
-                             steps=25, prompt=prompt, guidance=args.guidance)
+        for prompt in args.prompts.split(","):  # each row as the app draws it by default (default_sampling)
+            *_, last = generate(checkpoint, *default_sampling(prompt), 8, 1234, prompt=prompt, guidance=args.guidance)
+            images = last.prev_sample.clamp(-1, 1)
             row = image_grid(images, columns=8)
             rows.append(media.label(row.resize((row.width * 2, row.height * 2), Image.NEAREST),
                                     f"“{prompt}”" if prompt else "no prompt", size=16))
         media.grid(rows, columns=1, gap=6).save(tmp / "samples.png")
-        grid_note = (f"Samples, one row per prompt (DPM-Solver++, 25 steps, seed 1234, guidance {args.guidance:g}; "
-                     "the first row has no prompt):")
+        grid_note = (f"Samples, one row per prompt, each as the app draws it by default (no prompt: DPM-Solver++, 25 "
+                     f"steps; a prompt: DDPM, 50 steps, guidance {args.guidance:g}; seed 1234):")
 
     store_half(tmp)
     info["weights_dtype"] = "float16"

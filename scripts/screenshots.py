@@ -85,14 +85,20 @@ def sample(page, out: Path, suffix: str) -> None:
 
 
 def prompt(page, out: Path, suffix: str) -> None:
-    """The prompt model following "cat" at the default guidance, with the guidance equation, then the guidance
-    sweep."""
+    """The prompt model following "cat" at the default guidance and sampler, with the guidance equation, then the
+    guidance sweep."""
     open_tab(page, "Sample")
     page.locator("#sample-checkpoint input").click()
     page.get_by_role("option", name="emoji32-prompts").click()
     page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('knows')")
-    page.get_by_text("DPM-Solver++(2M)").first.click()
+    page.get_by_text("DPM-Solver++(2M)").first.click()  # from the tab's plain defaults, as a visitor finds them...
     set_number(page, "sample-steps", 25)
+    page.locator("#sample-checkpoint input").click()
+    page.get_by_role("option", name="emoji32", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('without')")
+    page.locator("#sample-checkpoint input").click()
+    page.get_by_role("option", name="emoji32-prompts").click()  # ...to a prompt model's: DDPM, 50 steps
+    page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === '50'")
     box = page.locator("#sample-prompt input, #sample-prompt textarea").first
     box.fill("")
     box.press_sequentially("cat")
