@@ -12,11 +12,11 @@ if ! dpkg -s chromium fonts-noto-color-emoji unicode-data >/dev/null 2>&1; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
-  # torch's CUDA build and its libraries take about 6.5 GB unpacked; say so plainly rather than fail mid-install.
+  # torch's CUDA build and its libraries take about 6.5 GB unpacked: say so first if the disk looks short of room,
+  # so a "No space left on device" from pip below has its explanation beside it.
   free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
-  if [ "$free_gb" -lt 8 ]; then
-    echo "scripts/test.sh: the virtual environment needs about 8 GB free here; this disk has ${free_gb} GB." >&2
-    exit 1
+  if [ "$free_gb" -lt 7 ]; then
+    echo "scripts/test.sh: the virtual environment needs about 7 GB; this disk has ${free_gb} GB free." >&2
   fi
   python3 -m venv .venv
 fi
