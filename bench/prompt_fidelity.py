@@ -4,10 +4,10 @@
                                     [--guidance 5] [--count 16] [--words cat,heart,...] [--sampler ddpm --steps 50]
 
 For each word: ``count`` samples of the prompt (by default as the app samples a prompt: DDPM 50 steps; seed 0), and
-the share whose nearest
-training emoji (pixel distance, services.sample_quality.word_fidelity) has the word in its name, beside the share
-of emoji names that have it (what a model that ignores the prompt would score). Then the empty prompt against the
-base: density and coverage (random-CNN features, services.sample_quality) of 512 samples each against the emoji set.
+the share whose nearest training emoji (pixel distance, services.sample_quality.word_fidelity) has the word in its
+name, beside the share of emoji names that have it (what a model that ignores the prompt would score). Then the
+empty prompt against the base: density and coverage (random-CNN features, services.sample_quality) of 512 samples
+each against the emoji set.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from playground.data.dataset import dataset_from_uint8  # noqa: E402
 from playground.data.emoji import load_emoji_set  # noqa: E402
 from playground.diffusion.guidance import DEFAULT_GUIDANCE  # noqa: E402
-from playground.services.image_sampling import PROMPT_SAMPLING, generate, get_checkpoint, preview  # noqa: E402
+from playground.services.image_sampling import PROMPT_SAMPLING, final_images, get_checkpoint, preview  # noqa: E402
 from playground.services.sample_quality import (  # noqa: E402
     chance_fidelity,
     density_coverage,
@@ -63,9 +63,8 @@ def main() -> None:
         if word not in checkpoint.vocabulary.index:
             print(f"{word:>8}  (not a word this model knows)")
             continue
-        *_, last = generate(checkpoint, args.sampler, args.steps, args.count, seed=0, prompt=word,
-                            guidance=args.guidance)
-        samples = last.prev_sample.clamp(-1, 1)
+        samples = final_images(checkpoint, args.sampler, args.steps, args.count, 0, prompt=word,
+                               guidance=args.guidance)
         score, chance = word_fidelity(samples, word, data, emoji.names), chance_fidelity(word, emoji.names)
         scores.append(score)
         chances.append(chance)

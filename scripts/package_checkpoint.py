@@ -29,7 +29,13 @@ from PIL import Image  # noqa: E402
 from playground import media  # noqa: E402
 from playground.checkpoints import load_checkpoint, model_card, store_half  # noqa: E402
 from playground.media import image_grid  # noqa: E402
-from playground.services.image_sampling import default_sampling, generate, preview  # noqa: E402
+from playground.services.image_sampling import (  # noqa: E402
+    PLAIN_SAMPLING,
+    PROMPT_SAMPLING,
+    default_sampling,
+    final_images,
+    preview,
+)
 
 
 def main() -> None:
@@ -63,14 +69,16 @@ def main() -> None:
     else:
         rows = []
         for prompt in args.prompts.split(","):  # each row as the app draws it by default (default_sampling)
-            *_, last = generate(checkpoint, *default_sampling(prompt), 8, 1234, prompt=prompt, guidance=args.guidance)
-            images = last.prev_sample.clamp(-1, 1)
+            images = final_images(checkpoint, *default_sampling(prompt), 8, 1234, prompt=prompt,
+                                  guidance=args.guidance)
             row = image_grid(images, columns=8)
             rows.append(media.label(row.resize((row.width * 2, row.height * 2), Image.NEAREST),
                                     f"“{prompt}”" if prompt else "no prompt", size=16))
         media.grid(rows, columns=1, gap=6).save(tmp / "samples.png")
-        grid_note = (f"Samples, one row per prompt, each as the app draws it by default (no prompt: DPM-Solver++, 25 "
-                     f"steps; a prompt: DDPM, 50 steps, guidance {args.guidance:g}; seed 1234):")
+        (plain, plain_steps), (prompted, prompted_steps) = PLAIN_SAMPLING, PROMPT_SAMPLING
+        grid_note = (f"Samples, one row per prompt, each as the app draws it by default (no prompt: {plain} "
+                     f"{plain_steps} steps; a prompt: {prompted} {prompted_steps} steps, guidance {args.guidance:g}; "
+                     "seed 1234):")
 
     store_half(tmp)
     info["weights_dtype"] = "float16"

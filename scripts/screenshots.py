@@ -89,13 +89,10 @@ def prompt(page, out: Path, suffix: str) -> None:
     guidance sweep."""
     open_tab(page, "Sample")
     page.locator("#sample-checkpoint input").click()
-    page.get_by_role("option", name="emoji32-prompts").click()
-    page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('knows')")
-    page.get_by_text("DPM-Solver++(2M)").first.click()  # from the tab's plain defaults, as a visitor finds them...
-    set_number(page, "sample-steps", 25)
-    page.locator("#sample-checkpoint input").click()
     page.get_by_role("option", name="emoji32", exact=True).click()
     page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('without')")
+    page.get_by_text("DPM-Solver++(2M)").first.click()  # from the tab's plain defaults, as a visitor finds them...
+    set_number(page, "sample-steps", 25)
     page.locator("#sample-checkpoint input").click()
     page.get_by_role("option", name="emoji32-prompts").click()  # ...to a prompt model's: DDPM, 50 steps
     page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === '50'")

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import torch
 
-# The scale the app and CLI start at: on the shipped prompt model, 5 follows a word in 41% of samples (3: 38%;
-# bench/prompt_fidelity.py) and keeps the variety of a low scale.
+# The scale the app and CLI start at (bench/prompt_fidelity.py, DDPM 50, the weights before the last stage: 58% of
+# samples follow the word at 5, 56% at 3 and at 8): as faithful as any scale, with the variety of a low one.
 DEFAULT_GUIDANCE = 5.0
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

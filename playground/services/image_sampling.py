@@ -174,6 +174,13 @@ def generate(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, 
     return iter_sample(denoiser, sampler, x_T.to(next(unet.parameters()).device), generator)
 
 
+def final_images(checkpoint: Checkpoint, sampler_name: str, steps: int, count: int, seed: int,
+                 **kwargs) -> torch.Tensor:
+    """Only the result of :func:`generate` (same arguments): the images in [-1, 1], on the CPU."""
+    *_, last = generate(checkpoint, sampler_name, steps, count, seed, **kwargs)
+    return last.prev_sample.clamp(-1, 1).cpu()
+
+
 @torch.inference_mode()
 def preview(unet: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str, count: int = 16, seed: int = 1234,
             steps: int = 25, prompt: str = "", guidance: float = DEFAULT_GUIDANCE) -> torch.Tensor:
@@ -349,9 +356,8 @@ def guidance_sweep(folder: str, prompt: str, sampler_name: str, steps: int, coun
     checkpoint = get_checkpoint(folder)
     device = pick_device()
     for scale in scales:
-        *_, last = generate(checkpoint, sampler_name, steps, count, seed, device=device, prompt=prompt,
-                            guidance=scale)
-        yield float(scale), last.prev_sample.clamp(-1, 1).cpu()
+        yield float(scale), final_images(checkpoint, sampler_name, steps, count, seed, device=device, prompt=prompt,
+                                         guidance=scale)
 
 
 COMPARISON = (("ddpm", 1000), ("ddim", 50), ("dpmpp", 20))
