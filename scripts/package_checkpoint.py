@@ -37,6 +37,8 @@ from playground.services.image_sampling import (  # noqa: E402
     preview,
 )
 
+SAMPLER_TITLES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp": "DPM-Solver++"}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -76,8 +78,9 @@ def main() -> None:
                                     f"“{prompt}”" if prompt else "no prompt", size=16))
         media.grid(rows, columns=1, gap=6).save(tmp / "samples.png")
         (plain, plain_steps), (prompted, prompted_steps) = PLAIN_SAMPLING, PROMPT_SAMPLING
-        grid_note = (f"Samples, one row per prompt, each as the app draws it by default (no prompt: {plain} "
-                     f"{plain_steps} steps; a prompt: {prompted} {prompted_steps} steps, guidance {args.guidance:g}; "
+        plain, prompted = SAMPLER_TITLES[plain], SAMPLER_TITLES[prompted]
+        grid_note = (f"Samples, one row per prompt, each as the app draws it by default (no prompt: {plain}, "
+                     f"{plain_steps} steps; a prompt: {prompted}, {prompted_steps} steps, guidance {args.guidance:g}; "
                      "seed 1234):")
 
     store_half(tmp)

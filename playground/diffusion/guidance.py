@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-# The scale the app and CLI start at (bench/prompt_fidelity.py, DDPM 50, the weights before the last stage: 58% of
+# The scale the app and CLI start at (bench/prompt_fidelity.py, DDPM 50, weights two stages back: 58% of
 # samples follow the word at 5, 56% at 3 and at 8): as faithful as any scale, with the variety of a low one.
 DEFAULT_GUIDANCE = 5.0
 
