@@ -32,12 +32,11 @@ from playground.media import image_grid  # noqa: E402
 from playground.services.image_sampling import (  # noqa: E402
     PLAIN_SAMPLING,
     PROMPT_SAMPLING,
+    SAMPLER_LABELS,
     default_sampling,
     final_images,
     preview,
 )
-
-SAMPLER_TITLES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp": "DPM-Solver++"}
 
 
 def main() -> None:
@@ -78,7 +77,7 @@ def main() -> None:
                                     f"“{prompt}”" if prompt else "no prompt", size=16))
         media.grid(rows, columns=1, gap=6).save(tmp / "samples.png")
         (plain, plain_steps), (prompted, prompted_steps) = PLAIN_SAMPLING, PROMPT_SAMPLING
-        plain, prompted = SAMPLER_TITLES[plain], SAMPLER_TITLES[prompted]
+        plain, prompted = SAMPLER_LABELS[plain], SAMPLER_LABELS[prompted]
         grid_note = (f"Samples, one row per prompt, each as the app draws it by default (no prompt: {plain}, "
                      f"{plain_steps} steps; a prompt: {prompted}, {prompted_steps} steps, guidance {args.guidance:g}; "
                      "seed 1234):")

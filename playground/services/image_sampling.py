@@ -40,6 +40,7 @@ SWEEP_SCALES = (0.0, 1.0, 2.0, 4.0, 7.0)
 # model far more samples draw the word than with a deterministic sampler on as many model calls).
 PLAIN_SAMPLING = ("dpmpp", 25)
 PROMPT_SAMPLING = ("ddpm", 50)
+SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}  # as people see them
 
 
 def default_sampling(prompt: str | None) -> tuple[str, int]:

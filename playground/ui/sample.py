@@ -16,6 +16,7 @@ from playground.services.image_sampling import (
     MAX_IMAGES,
     PLAIN_SAMPLING,
     PROMPT_SAMPLING,
+    SAMPLER_LABELS,
     SWEEP_SCALES,
     SamplerRun,
     check_prompt,
@@ -32,7 +33,6 @@ from playground.services.image_sampling import (
 from playground.services.jobs import JobBusy, JobRegistry
 from playground.ui.common import check_seed, model_folder, model_label_for, problem, session_key, shared_model_choices
 
-SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}
 COMPARE_IMAGES = 4
 SWEEP_IMAGES = 4
 SWEEP_NOTES = {0.0: "unconditional", 1.0: "plain conditional"}
