@@ -292,7 +292,7 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
                  f"(`{ENCODER_WEIGHTS}`, {prompts['dim']} numbers per word) are summed and passed as `class_labels`; "
                  "the empty prompt is a vector of zeros. Sample it with classifier-free guidance: "
                  "`python -m playground sample --checkpoint FOLDER --prompt \"red heart\" --guidance 5` (with a "
-                 "prompt it samples with DDPM, 50 steps, unless `--sampler` says otherwise: fresh noise at every step "
+                 "prompt it samples with ancestral DDPM unless `--sampler` says otherwise: fresh noise at every step "
                  "lets guidance keep steering).")
     else:
         about = ("A small unconditional denoising diffusion model made with Diffusion Playground. It is a diffusers "

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from playground.diffusion.guidance import DEFAULT_GUIDANCE
+from playground.services.image_sampling import PROMPT_SAMPLING
 
 from conftest import ARTIFACTS
 from image_files import write_bad, write_good
@@ -220,8 +221,9 @@ def test_sample_tab_prompt_box_follows_the_model_and_shows_the_guidance_equation
     box = page.locator("#sample-prompt textarea, #sample-prompt input").first
     page.wait_for_function(f"() => {note}.includes('knows 5 words')")
     assert box.is_enabled()
-    # untouched plain defaults become the prompt defaults: DDPM, 50 steps, and the note says why
-    page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === '50'")
+    # untouched plain defaults become the prompt defaults (ancestral DDPM), and the note says why
+    page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === "
+                           f"'{PROMPT_SAMPLING[1]}'")
     assert sampler.get_by_label("DDPM (ancestral)").is_checked() and "start on DDPM" in page.locator(
         "#sample-prompt-note").inner_text()
     box.press_sequentially("red he")

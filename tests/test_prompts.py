@@ -27,6 +27,7 @@ from playground.diffusion.training import (
 )
 from playground.models import PRESETS, PromptedUNet, build_unet, call_model, model_fn
 from playground.services import image_sampling
+from playground.services.image_sampling import PLAIN_SAMPLING, PROMPT_SAMPLING
 from playground.services.training_runs import RunSpec, run_training
 
 from tiny_checkpoint import make_tiny_checkpoint, make_tiny_prompt_checkpoint
@@ -249,10 +250,14 @@ def test_cli_samples_a_prompt_and_its_sweep_and_refuses_with_a_sentence(prompt_m
                      "--n", "2", "--steps", "3", "--sweep", "--out", str(out)]) == 0
     assert (out / "grid.png").is_file() and (out / "sweep.png").is_file()
     assert "for 'red heart' at guidance 4" in capsys.readouterr().out
-    # unnamed, a prompt samples with DDPM 50 (follows prompts better); without one, DPM-Solver++ 25
-    for prompt, used in (["--prompt", "heart"], "ddpm 50 steps"), ([], "dpmpp 25 steps"):
+    # unnamed, a prompt samples with ancestral DDPM (follows prompts better); without one, DPM-Solver++; --help says so
+    for prompt, (sampler, steps) in (["--prompt", "heart"], PROMPT_SAMPLING), ([], PLAIN_SAMPLING):
         assert cli_main(["sample", "--checkpoint", str(prompt_model), *prompt, "--n", "1", "--out", str(out)]) == 0
-        assert used in capsys.readouterr().out
+        assert f"{sampler} {steps} steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["sample", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert f"default: {PROMPT_SAMPLING[1]} for ddpm with --prompt, else {PLAIN_SAMPLING[1]}" in helped
     assert cli_main(["sample", "--checkpoint", str(prompt_model), "--prompt", "heart", "--sampler", "ddim", "--n", "1",
                      "--out", str(out)]) == 0
     assert "ddim 25 steps" in capsys.readouterr().out

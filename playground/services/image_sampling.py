@@ -44,7 +44,7 @@ SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solv
 
 
 def default_sampling(prompt: str | None) -> tuple[str, int]:
-    """The (sampler, steps) to use when a person names neither: DDPM 50 for a prompt, else DPM-Solver++ 25."""
+    """The (sampler, steps) to use when a person names neither: PROMPT_SAMPLING for a prompt, else PLAIN_SAMPLING."""
     return PROMPT_SAMPLING if (prompt or "").strip() else PLAIN_SAMPLING
 
 

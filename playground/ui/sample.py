@@ -87,8 +87,9 @@ def checkpoint_info(path: str | None, request: gr.Request) -> str:
 def prompt_controls(path: str | None, sampler: str | None = None, steps: int | None = None,
                     request: gr.Request = None):
     """The prompt box and guidance slider: usable for a prompt model; disabled, with the reason, for the others.
-    A sampler and steps still at the other kind's defaults move to this kind's (a prompt model: DDPM 50, which
-    follows prompts better; any other: DPM-Solver++ 25); ones a person chose stay."""
+    A sampler and steps still at the other kind's defaults move to this kind's (a prompt model: PROMPT_SAMPLING,
+    ancestral DDPM, which follows prompts better; any other: PLAIN_SAMPLING, DPM-Solver++); ones a person chose
+    stay."""
     checkpoint = _checkpoint(path, request) if path else None
     prompted = checkpoint is not None and checkpoint.vocabulary is not None
     wanted, other = (PROMPT_SAMPLING, PLAIN_SAMPLING) if prompted else (PLAIN_SAMPLING, PROMPT_SAMPLING)
@@ -100,8 +101,8 @@ def prompt_controls(path: str | None, sampler: str | None = None, steps: int | N
         return (gr.Textbox(interactive=True, placeholder="e.g. red heart, cat, crescent moon"),
                 gr.Slider(interactive=True),
                 f"This model knows {len(checkpoint.vocabulary)} words. " + prompt_suggestions(checkpoint, "") +
-                "\n\n*Prompt models start on DDPM, 50 steps: its fresh noise at every step lets guidance keep "
-                "steering, so more pictures follow the words than with a deterministic sampler.*",
+                f"\n\n*Prompt models start on DDPM, {PROMPT_SAMPLING[1]} steps: its fresh noise at every step lets "
+                "guidance keep steering, so more pictures follow the words than with a deterministic sampler.*",
                 sampler_update, steps_update)
     name = model_label_for(path, request) if path else "This model"
     return (gr.Textbox(interactive=False, value="", placeholder="this model takes no prompt"),
