@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from playground.services.image_sampling import PROMPT_SAMPLING  # noqa: E402
+
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-dev-shm-usage"]
@@ -94,8 +96,9 @@ def prompt(page, out: Path, suffix: str) -> None:
     page.get_by_text("DPM-Solver++(2M)").first.click()  # from the tab's plain defaults, as a visitor finds them...
     set_number(page, "sample-steps", 25)
     page.locator("#sample-checkpoint input").click()
-    page.get_by_role("option", name="emoji32-prompts").click()  # ...to a prompt model's: DDPM, 50 steps
-    page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === '50'")
+    page.get_by_role("option", name="emoji32-prompts").click()  # ...to a prompt model's: ancestral DDPM
+    page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === "
+                           f"'{PROMPT_SAMPLING[1]}'")
     box = page.locator("#sample-prompt input, #sample-prompt textarea").first
     box.fill("")
     box.press_sequentially("cat")
