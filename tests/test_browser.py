@@ -63,7 +63,8 @@ def choose_model(page, name: str) -> None:
     page.locator("#sample-checkpoint input").click()
     page.get_by_role("option", name=name, exact=True).click()
     page.wait_for_function("(name) => document.querySelector('#sample-info').innerText.includes(name) && "
-                           "document.querySelector('#sample-prompt-note').innerText.trim() !== ''", arg=name)
+                           "document.querySelector('#sample-prompt-note').innerText.trim() !== ''", arg=name,
+                           timeout=60_000)  # the first choice also loads the page's model list on a busy machine
     page.wait_for_timeout(300)  # the steps slider's range arrives with the same change
 
 
