@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"],
                         help="default: dpmpp; with --prompt, ddpm (its fresh noise at every step lets guidance keep "
                              "steering, so more samples follow the prompt)")
-    sample.add_argument("--steps", type=int, help="default: 200 for ddpm with --prompt, else 25")  # image_sampling's
+    # a test holds these numbers to services.image_sampling's PROMPT_SAMPLING and PLAIN_SAMPLING (not imported
+    # here: that module loads diffusers, and --help should stay quick)
+    sample.add_argument("--steps", type=int, help="default: 200 for ddpm with --prompt, else 25")
     sample.add_argument("--n", type=int, default=16, help="how many images (1..64)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")

@@ -27,7 +27,6 @@ from playground.diffusion.training import (
 )
 from playground.models import PRESETS, PromptedUNet, build_unet, call_model, model_fn
 from playground.services import image_sampling
-from playground.services.image_sampling import PLAIN_SAMPLING, PROMPT_SAMPLING
 from playground.services.training_runs import RunSpec, run_training
 
 from tiny_checkpoint import make_tiny_checkpoint, make_tiny_prompt_checkpoint
@@ -251,13 +250,15 @@ def test_cli_samples_a_prompt_and_its_sweep_and_refuses_with_a_sentence(prompt_m
     assert (out / "grid.png").is_file() and (out / "sweep.png").is_file()
     assert "for 'red heart' at guidance 4" in capsys.readouterr().out
     # unnamed, a prompt samples with ancestral DDPM (follows prompts better); without one, DPM-Solver++; --help says so
-    for prompt, (sampler, steps) in (["--prompt", "heart"], PROMPT_SAMPLING), ([], PLAIN_SAMPLING):
+    for prompt, (sampler, steps) in ((["--prompt", "heart"], image_sampling.PROMPT_SAMPLING),
+                                     ([], image_sampling.PLAIN_SAMPLING)):
         assert cli_main(["sample", "--checkpoint", str(prompt_model), *prompt, "--n", "1", "--out", str(out)]) == 0
         assert f"{sampler} {steps} steps" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli_main(["sample", "--help"])
     helped = " ".join(capsys.readouterr().out.split())
-    assert f"default: {PROMPT_SAMPLING[1]} for ddpm with --prompt, else {PLAIN_SAMPLING[1]}" in helped
+    assert (f"default: {image_sampling.PROMPT_SAMPLING[1]} for ddpm with --prompt, else "
+            f"{image_sampling.PLAIN_SAMPLING[1]}") in helped
     assert cli_main(["sample", "--checkpoint", str(prompt_model), "--prompt", "heart", "--sampler", "ddim", "--n", "1",
                      "--out", str(out)]) == 0
     assert "ddim 25 steps" in capsys.readouterr().out

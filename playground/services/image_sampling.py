@@ -38,8 +38,8 @@ SWEEP_SCALES = (0.0, 1.0, 2.0, 4.0, 7.0)
 # What a person gets without choosing a sampler: DPM-Solver++ looks finished in 25 steps; with a prompt, ancestral
 # DDPM, whose fresh noise at every step lets guidance keep steering (bench/prompt_fidelity.py: on the shipped prompt
 # model far more samples draw the word than with a deterministic sampler on as many model calls), and the more
-# steps the more so (on the shipped weights, 67%, 73% and 76% of samples at 50, 100 and 200
-# steps); 200 take about 18 s for 16 pictures on two CPU cores.
+# steps the more so (on the shipped weights, 67%, 73% and 76% of samples at 50, 100 and 200 steps); 200 take about
+# 18 s for 16 pictures on two CPU cores.
 PLAIN_SAMPLING = ("dpmpp", 25)
 PROMPT_SAMPLING = ("ddpm", 200)
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}  # as people see them
