@@ -3,7 +3,7 @@
     python bench/prompt_fidelity.py [--checkpoint checkpoints/emoji32-prompts] [--base checkpoints/emoji32]
                                     [--guidance 5] [--count 16] [--words cat,heart,...] [--sampler ddpm --steps 50]
 
-For each word: ``count`` samples of the prompt (by default as the app samples a prompt: DDPM 50 steps; seed 0), and
+For each word: ``count`` samples of the prompt (by default as the app samples a prompt, PROMPT_SAMPLING; seed 0), and
 the share whose nearest training emoji (pixel distance, services.sample_quality.word_fidelity) has the word in its
 name, beside the share of emoji names that have it (what a model that ignores the prompt would score). Then the
 empty prompt against the base: density and coverage (random-CNN features, services.sample_quality) of 512 samples
