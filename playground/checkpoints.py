@@ -311,7 +311,9 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
         + (f"; prompts dropped to empty {training.get('prompt_dropout'):.0%} of the time, each word of a caption left "
            f"out with probability {training.get('word_dropout')}, word embeddings at lr {training.get('encoder_lr')}"
            + (f"; {training['word_focus']:.0%} of each batch drawn word first (a word two or more names share, then "
-              "one of its pictures, captioned by that word alone)" if training.get("word_focus") else "")
+              "one of its pictures, captioned by that word alone"
+              + (f", at timesteps from {training['word_focus_min_t']} up" if training.get("word_focus_min_t") else "")
+              + ")" if training.get("word_focus") else "")
            if prompts else ""),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
         f"- Final loss (mean of last 100 steps): {info.get('final_loss', float('nan')):.4f}",

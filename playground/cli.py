@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--prompts: share of each batch drawn word first (a word two or more names share, then "
                             "one of its pictures, captioned by that word alone), so rare words are practised as "
                             "often as common ones (default 0)")
+    train.add_argument("--word-focus-min-t", type=int, default=0,
+                       help="--prompts --word-focus: draw the word-first examples' timesteps from [this, T) (at low "
+                            "noise the picture already shows what it is, and the word adds little; default 0)")
     train.add_argument("--encoder-lr", type=float, default=1e-2,
                        help="--prompts: the word embeddings' peak learning rate (default 1e-2)")
     train.add_argument("--model", choices=["tiny", "emoji32", "emoji64", "unet64", "unet128"],
@@ -342,12 +345,17 @@ def run_train(args: argparse.Namespace) -> int:
     for name in ("prompt_dropout", "word_dropout", "word_focus"):
         if not 0 <= getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} is a share from 0 up to (not including) 1.")
+    if args.word_focus_min_t and not (args.prompts and args.word_focus):
+        raise ValueError("--word-focus-min-t applies to word-first examples: give it with --prompts --word-focus.")
     config = TrainConfig(steps=args.steps or 20000, batch_size=args.batch_size or 64, lr=args.lr or 5e-4,
                          warmup_steps=args.warmup_steps if args.warmup_steps is not None else 200,
                          prediction_type=args.prediction_type, min_snr_gamma=args.min_snr_gamma or None,
                          schedule=args.schedule, seed=args.seed,
                          **({"prompt_dropout": args.prompt_dropout, "word_dropout": args.word_dropout,
-                             "word_focus": args.word_focus, "encoder_lr": args.encoder_lr} if args.prompts else {}))
+                             "word_focus": args.word_focus, "word_focus_min_t": args.word_focus_min_t,
+                             "encoder_lr": args.encoder_lr} if args.prompts else {}))
+    if not 0 <= config.word_focus_min_t < config.num_timesteps:
+        raise ValueError(f"--word-focus-min-t is a timestep from 0 to {config.num_timesteps - 1}.")
     prompts = emoji_vocabulary(dataset.captions) if args.prompts else None
     hardware = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
                 if device.type == "cpu" else torch.cuda.get_device_name(device)) + (

@@ -92,6 +92,25 @@ def test_a_focused_batch_ends_with_single_word_examples_that_are_never_emptied()
     assert (rest == 0).all(1).float().mean() > 0.8  # the rest is emptied as asked (0.99)
 
 
+
+def test_word_first_examples_can_be_trained_at_noisier_timesteps_and_the_rest_are_drawn_as_before():
+    data = torch.rand(10, 3, 8, 8) * 2 - 1
+    words = torch.tensor([[1, 2]] * 5 + [[1, 3]] * 5)
+    model = PromptedUNet.from_unconditional(build_unet(PRESETS["tiny"], seed=0), VOCABULARY)
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    seen: dict[int, list[torch.Tensor]] = {}
+    for min_t in (0, 900):
+        config = TrainConfig(steps=3, batch_size=20, word_focus=0.25, word_focus_min_t=min_t, hflip=False)
+        state = new_train_state(model, config, encoder=model.encoder)
+        call = model_fn(model)
+        seen[min_t] = []
+        train(state, data, schedule, config, model_fn=lambda x, t, w, call=call, ts=seen[min_t]: ts.append(t)
+              or call(x, t, w), words=words)
+    plain, focused = torch.stack(seen[0]), torch.stack(seen[900])
+    assert (focused[:, 15:] >= 900).all() and (plain[:, 15:] < 900).any()  # the last 5 of 20: word first
+    # The first step's other examples keep the timesteps diffusion_loss itself would have drawn.
+    torch.testing.assert_close(focused[0, :15], plain[0, :15])
+
 # --- the network ---
 
 def test_a_prompted_unet_starts_as_the_unconditional_one_whatever_the_prompt():
