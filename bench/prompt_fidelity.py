@@ -97,6 +97,7 @@ def main() -> None:
 
 def word_gain_by_timestep(checkpoint, words: list[str], data: torch.Tensor, names: list[str],
                           timesteps=(50, 150, 300, 400, 500, 600, 750, 850, 950), draws: int = 4) -> None:
+    """Print, at each timestep, the x_0 error given the empty prompt and the share giving each picture's word cuts."""
     pairs = [(i, word) for word in words for i, name in enumerate(names) if word in name.split()]
     x0 = data[[i for i, _ in pairs]]
     ids = checkpoint.unet.vocabulary.batch([word for _, word in pairs])

@@ -92,7 +92,6 @@ def test_a_focused_batch_ends_with_single_word_examples_that_are_never_emptied()
     assert (rest == 0).all(1).float().mean() > 0.8  # the rest is emptied as asked (0.99)
 
 
-
 def test_word_first_examples_can_be_trained_at_noisier_timesteps_and_the_rest_are_drawn_as_before():
     data = torch.rand(10, 3, 8, 8) * 2 - 1
     words = torch.tensor([[1, 2]] * 5 + [[1, 3]] * 5)
@@ -110,6 +109,7 @@ def test_word_first_examples_can_be_trained_at_noisier_timesteps_and_the_rest_ar
     assert (focused[:, 15:] >= 900).all() and (plain[:, 15:] < 900).any()  # the last 5 of 20: word first
     # The first step's other examples keep the timesteps diffusion_loss itself would have drawn.
     torch.testing.assert_close(focused[0, :15], plain[0, :15])
+
 
 # --- the network ---
 
