@@ -28,11 +28,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from playground.data.dataset import dataset_from_uint8  # noqa: E402
-from playground.data.emoji import load_emoji_set  # noqa: E402
+from playground.data.emoji import emoji_subset  # noqa: E402
 from playground.diffusion.forward import add_noise  # noqa: E402
 from playground.diffusion.guidance import DEFAULT_GUIDANCE  # noqa: E402
 from playground.diffusion.samplers import split_prediction  # noqa: E402
-from playground.services.image_sampling import PROMPT_SAMPLING, final_images, get_checkpoint, preview  # noqa: E402
+from playground.services.image_sampling import PROMPT_SAMPLING, final_images, preview  # noqa: E402
+from playground.services.model_catalog import get_checkpoint  # noqa: E402
 from playground.services.sample_quality import (  # noqa: E402
     chance_fidelity,
     density_coverage,
@@ -59,9 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
 
-    from playground.cli import CURATED_GROUPS as groups
-
-    emoji = load_emoji_set(32, groups)
+    emoji = emoji_subset(32)
     data = dataset_from_uint8("emoji", emoji.images).images
     checkpoint = get_checkpoint(args.checkpoint)
     if args.by_timestep:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from playground.data.points import toy_points  # noqa: E402
-from playground.services.toy_lab import COMPARE, SamplerSettings, compare_samplers  # noqa: E402
+from playground.services.toy_lab import COMPARE, SamplerSettings, compare_toy_samplers  # noqa: E402
 from playground.services.toy_training import TOY_TRAINING, train_toy  # noqa: E402
 
 OLD = dataclasses.replace(TOY_TRAINING, prediction_type="epsilon", steps=3000)
@@ -44,7 +44,7 @@ def main() -> None:
             started = time.perf_counter()
             state = train_toy(data, config=config)
             trained = time.perf_counter() - started
-            for score in compare_samplers(state.ema.model, config, reference, data, seed=1, runs=runs):
+            for score in compare_toy_samplers(state.ema.model, config, reference, data, seed=1, runs=runs):
                 from playground.services.toy_lab import sample_toy
 
                 far = int((sample_toy(state.ema.model, config, score.sampler, score.steps, seed=1, trajectories=0,

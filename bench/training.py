@@ -40,7 +40,7 @@ def run_one(which: str, batch: int, steps: int, device: str) -> dict:
     from playground.diffusion import NoiseSchedule
     from playground.diffusion.training import TrainConfig, new_train_state, train
     from playground.models import PRESETS, build_unet, model_fn
-    from playground.services.finetuning import train_config
+    from playground.services.finetune_recipes import train_config
 
     device = torch.device(device)
     torch.manual_seed(0)

@@ -8,6 +8,8 @@
       README.md                                # the model card
       prompt_encoder/bag_of_words.safetensors  # prompt models only: the words' embeddings (vocabulary in
                                                # playground.json "prompts"); diffusers ignores the folder
+      vae/config.json, vae/diffusion_pytorch_model.safetensors     # latent models only: the AutoencoderTiny whose
+                                               # latents (times its scaling_factor) the UNet denoises
       training/                                # optional, to resume: online weights, optimizer, RNG, step
       samples.png                              # optional: the card's sample grid
 
@@ -27,6 +29,7 @@ import shutil
 import subprocess
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,10 +39,11 @@ from safetensors.torch import load_file, save_file
 from playground import __version__
 from playground.data.prompts import Vocabulary
 from playground.diffusion.schedules import DIFFUSERS_NAMES, NoiseSchedule
-from playground.models import BagOfWords, ModelConfig, PromptedUNet
+from playground.models import Autoencoder, BagOfWords, PromptedUNet
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 FROM_DIFFUSERS = {diffusers_name: ours for ours, (diffusers_name, _, _) in DIFFUSERS_NAMES.items()}
+VAE = "vae"  # a latent model's autoencoder, and an autoencoder run's checkpoint: vae/config.json + weights
 
 
 class CheckpointError(ValueError):
@@ -48,30 +52,53 @@ class CheckpointError(ValueError):
 
 @dataclass
 class Checkpoint:
+    """A model to sample: its network, noise schedule and prediction target, and for a latent model the autoencoder
+    whose latents the network denoises."""
+
     path: Path
-    unet: torch.nn.Module  # diffusers UNet2DModel, eval mode
+    unet: torch.nn.Module  # diffusers UNet2DModel (or a PromptedUNet around one), eval mode
     schedule: NoiseSchedule
     prediction_type: str
     info: dict = field(default_factory=dict)  # playground.json, or {} for a foreign diffusers folder
+    autoencoder: Autoencoder | None = None  # a latent model's (vae/); None: the network works on pixels
 
     @property
     def name(self) -> str:
         return self.path.name
 
     @property
-    def resolution(self) -> int:
+    def is_latent(self) -> bool:
+        return self.autoencoder is not None
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of what the network denoises: the picture, or a latent model's latent."""
         size = self.unet.config.sample_size
-        return int(size[0] if isinstance(size, list | tuple) else size)
+        height, width = (size, size) if isinstance(size, int) else size
+        return int(self.unet.config.in_channels), int(height), int(width)
+
+    @property
+    def resolution(self) -> int:
+        """The side of the pictures it draws (a latent model's: its latents' side times the autoencoder's factor)."""
+        return self.sample_shape[1] * (self.autoencoder.factor if self.autoencoder is not None else 1)
+
+    @property
+    def channels(self) -> int:
+        """3 for colour, 1 for greyscale pictures (the MNIST-style DDPM folders of many tutorials)."""
+        return self.autoencoder.image_channels if self.autoencoder is not None else self.sample_shape[0]
 
     @property
     def vocabulary(self) -> Vocabulary | None:
         """The words a prompt model knows; None for an unconditional model (emoji32, any foreign folder)."""
         return getattr(self.unet, "vocabulary", None)
 
-    @property
-    def channels(self) -> int:
-        """3 for colour, 1 for greyscale models (the MNIST-style DDPM folders of many tutorials)."""
-        return int(self.unet.config.in_channels)
+    def to_pictures(self, samples: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """What the network made, as pictures in [-1, 1] (not clamped): a latent model's latents decoded in batches
+        of ``batch``; a pixel model's samples as they are."""
+        if self.autoencoder is None:
+            return samples
+        with torch.inference_mode():
+            return torch.cat([self.autoencoder.decode(part) for part in samples.split(batch)])
 
 
 def git_commit() -> str | None:
@@ -93,12 +120,13 @@ def save_checkpoint(
     model_card: str,
     training: dict[str, torch.Tensor] | None = None,
     training_meta: dict | None = None,
+    autoencoder: Autoencoder | None = None,
 ) -> Path:
     """Write a complete checkpoint folder atomically; returns its path.
 
     unet: the weights to sample with (the EMA copy when there is one). info: playground.json's content (the
     code version and time are added). training: tensors to resume from (online weights, optimizer moments,
-    RNG state), with their non-tensor part in training_meta.
+    RNG state), with their non-tensor part in training_meta. autoencoder: a latent model's, written to vae/.
     """
     from diffusers import DDPMScheduler
     from diffusers import __version__ as diffusers_version
@@ -119,21 +147,65 @@ def save_checkpoint(
         DDPMScheduler(num_train_timesteps=num_timesteps, beta_schedule=diffusers_name, beta_start=beta_start,
                       beta_end=beta_end, prediction_type=prediction_type, clip_sample=True,
                       ).save_pretrained(tmp / "scheduler")
+        components = {"scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}
+        if autoencoder is not None:
+            autoencoder.vae.save_pretrained(tmp / VAE, safe_serialization=True)
+            components[VAE] = ["diffusers", "AutoencoderTiny"]
         (tmp / "model_index.json").write_text(json.dumps({
-            "_class_name": "DDPMPipeline", "_diffusers_version": diffusers_version,
-            "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}, indent=2))
-        full_info = {"format": 1, "code_version": __version__, "git_commit": git_commit(),
-                     "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
-        (tmp / "playground.json").write_text(json.dumps(full_info, indent=2))
-        (tmp / "README.md").write_text(model_card)
-        if training is not None:
-            (tmp / "training").mkdir()
-            save_file({k: v.contiguous() for k, v in training.items()}, str(tmp / "training" / "state.safetensors"))
-            (tmp / "training" / "state.json").write_text(json.dumps(training_meta or {}, indent=2))
+            "_class_name": "DDPMPipeline", "_diffusers_version": diffusers_version, **components}, indent=2))
+        _write_info_card_and_state(tmp, info, model_card, training, training_meta)
         _replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def save_autoencoder(folder: str | os.PathLike, vae: torch.nn.Module, info: dict, model_card: str,
+                     training: dict[str, torch.Tensor] | None = None, training_meta: dict | None = None) -> Path:
+    """Write an autoencoder checkpoint atomically: FOLDER/vae/ (diffusers' AutoencoderTiny folder, safetensors;
+    ``AutoencoderTiny.from_pretrained(FOLDER, subfolder="vae")`` loads it), playground.json, README.md and, to resume,
+    training/."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        vae.save_pretrained(tmp / VAE, safe_serialization=True)
+        _write_info_card_and_state(tmp, info, model_card, training, training_meta)
+        _replace_folder(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def load_autoencoder(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Autoencoder:
+    """The autoencoder in FOLDER/vae (a latent model, or an autoencoder run's checkpoint), in eval mode, float32."""
+    from diffusers import AutoencoderTiny
+
+    folder = Path(folder)
+    where = folder / VAE
+    if not (where / "config.json").is_file():
+        raise CheckpointError(f"{folder.name!r} has no autoencoder (it needs {VAE}/config.json and its weights).")
+    if not any(where.glob("*.safetensors")):
+        raise CheckpointError(f"{folder.name!r} has no {VAE}/*.safetensors weights; only safetensors are accepted.")
+    try:
+        vae = AutoencoderTiny.from_pretrained(where, use_safetensors=True, low_cpu_mem_usage=False)
+    except Exception as error:  # a broken folder is the person's problem to fix, in one sentence
+        raise CheckpointError(f"Could not load the autoencoder in {folder.name!r}: {error}".split("\n")[0]) from None
+    return Autoencoder(vae.float().to(device).eval())
+
+
+def _write_info_card_and_state(tmp: Path, info: dict, model_card: str, training: dict[str, torch.Tensor] | None,
+                               training_meta: dict | None) -> None:
+    """What every checkpoint folder has beside its weights: playground.json (with the code version and time), the
+    model card, and optionally training/ to resume from."""
+    full_info = {"format": 1, "code_version": __version__, "git_commit": git_commit(),
+                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
+    (tmp / "playground.json").write_text(json.dumps(full_info, indent=2))
+    (tmp / "README.md").write_text(model_card)
+    if training is not None:
+        (tmp / "training").mkdir()
+        save_file({k: v.contiguous() for k, v in training.items()}, str(tmp / "training" / "state.safetensors"))
+        (tmp / "training" / "state.json").write_text(json.dumps(training_meta or {}, indent=2))
 
 
 def _replace_folder(new: Path, target: Path) -> None:
@@ -179,7 +251,11 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     info = read_info(folder)
     if unet.config.class_embed_type == "identity":
         unet = _with_prompt_encoder(folder, unet, info, device)
-    return Checkpoint(folder, unet, schedule, scheduler_config.get("prediction_type", "epsilon"), info)
+    autoencoder = load_autoencoder(folder, device) if (folder / VAE).is_dir() else None
+    if autoencoder is not None and autoencoder.latent_channels != unet.config.in_channels:
+        raise CheckpointError(f"{folder.name!r} pairs a UNet on {unet.config.in_channels} channels with an "
+                              f"autoencoder of {autoencoder.latent_channels}-channel latents; they don't fit.")
+    return Checkpoint(folder, unet, schedule, scheduler_config.get("prediction_type", "epsilon"), info, autoencoder)
 
 
 ENCODER_WEIGHTS = "prompt_encoder/bag_of_words.safetensors"
@@ -348,6 +424,27 @@ def list_checkpoints(*roots: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
-def model_config_of(checkpoint: Checkpoint) -> ModelConfig | None:
-    values = checkpoint.info.get("model")
-    return ModelConfig.from_dict(values) if values else None
+def export_zip(checkpoint_dir: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
+    """The diffusers folder (weights, configs, model card; no resume state) as a zip, written atomically."""
+    checkpoint_dir, zip_path = Path(checkpoint_dir), Path(zip_path)
+    tmp = zip_path.with_name(f".{zip_path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    root = zip_path.stem
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(checkpoint_dir.rglob("*")):
+            relative = path.relative_to(checkpoint_dir)
+            if path.is_file() and relative.parts[0] != "training":
+                archive.write(path, f"{root}/{relative.as_posix()}")
+    os.replace(tmp, zip_path)
+    return zip_path
+
+
+def copy_checkpoint(checkpoint_dir: str | os.PathLike, target: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Copy a checkpoint (without resume state) to ``target`` atomically; refuses to replace one unless asked."""
+    checkpoint_dir, target = Path(checkpoint_dir), Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"A model called {target.name!r} already exists there; choose another name.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:6]}.tmp")
+    shutil.copytree(checkpoint_dir, tmp, ignore=shutil.ignore_patterns("training"))
+    _replace_folder(tmp, target)
+    return target

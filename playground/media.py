@@ -86,6 +86,26 @@ def image_grid(images: torch.Tensor, columns: int | None = None, pad: int = 2) -
     return grid
 
 
+def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:
+    """A square-ish grid of (B, C, H, W) images in [-1, 1], enlarged crisply to about ``display`` px."""
+    picture = image_grid(images.clamp(-1, 1))
+    return zoom(picture, min_side=min(display, 8 * picture.width))
+
+
+def animation_frame(left: torch.Tensor, right: torch.Tensor, caption: str, display: int = 256) -> Image.Image:
+    """One frame of a sampling animation: two grids side by side (the samples x_t and the model's x_0 from them),
+    captioned (e.g. "t = 873 · step 3 of 25")."""
+    return label(strip([grid_picture(left, display), grid_picture(right, display)], gap=12), caption, size=18)
+
+
+def save_animation(frames: Sequence[Image.Image], gif: str | os.PathLike | None,
+                   mp4: str | os.PathLike | None = None) -> list[Path]:
+    """A sampling animation as a GIF and, with PyAV, an MP4 (each only where a path is given; atomic writes)."""
+    written = [save_gif(frames, gif, duration_ms=70)] if gif else []
+    movie = save_mp4(frames, mp4) if mp4 else None
+    return written + ([movie] if movie is not None else [])
+
+
 def grid(pictures: Sequence[Image.Image], columns: int, gap: int = 12) -> Image.Image:
     """PIL pictures (any sizes) in rows of ``columns``, ``gap`` apart, on white."""
     rows = [strip(pictures[i:i + columns], gap=gap) for i in range(0, len(pictures), columns)]

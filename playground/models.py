@@ -1,5 +1,5 @@
-"""The networks: diffusers' UNet2DModel from a small typed config, the toy MLP, the one way to call a model, and
-the one place the device is chosen."""
+"""The networks: diffusers' UNet2DModel and AutoencoderTiny from small typed configs, the toy MLP, the one way to call
+a model, and the one place the device is chosen."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from diffusers import UNet2DModel
+from diffusers import AutoencoderTiny, UNet2DModel
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class ModelConfig:
     resolution: int = 32  # images are resolution x resolution
     channels: tuple[int, ...] = (32, 64, 128, 128)  # width at each level; each level after the first halves the size
     layers_per_block: int = 1  # ResNet blocks per level
-    # Self-attention at 8x8 only: at 16x16 it tripled the step time on a 2-core CPU (measured: 17 vs 65 img/s).
+    # Self-attention at 8x8 only: at 16x16 it costs several times the step time on a CPU (bench/training.py).
     attention_levels: tuple[bool, ...] = (False, False, True, False)
     attention_head_dim: int = 32
     dropout: float = 0.0
@@ -49,6 +49,9 @@ PRESETS: dict[str, ModelConfig] = {
     "unet64": ModelConfig(resolution=64, channels=(64, 128, 256, 256), attention_levels=(False, False, False, True)),
     "unet128": ModelConfig(resolution=128, channels=(64, 128, 128, 256, 256),
                            attention_levels=(False, False, False, False, True)),
+    # A latent model's, on an autoencoder's 4 x 16 x 16 latents of 64 px pictures.
+    "latent16": ModelConfig(resolution=16, channels=(64, 128, 128, 256), attention_levels=(False, True, True, False),
+                            image_channels=4),
 }
 FOLDER_PRESETS = {32: "emoji32", 64: "unet64", 128: "unet128"}  # train --data's default network per resolution
 
@@ -76,6 +79,94 @@ def build_unet(config: ModelConfig, seed: int | None = None) -> UNet2DModel:
     )
 
 
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """The autoencoder of a latent model: TAESD's design (diffusers' AutoencoderTiny: 3x3 convolutions with ReLU and
+    skip connections, no normalisation, no attention). Each level after the first halves the size, so three levels
+    turn a 64 px picture into a 16 x 16 latent. Saved in the model's vae/config.json."""
+
+    resolution: int = 64  # pictures are resolution x resolution
+    channels: int = 48  # the width of every level (AutoencoderTiny has one width throughout)
+    encoder_blocks: tuple[int, ...] = (1, 2, 2)  # residual blocks per level, full size first
+    decoder_blocks: tuple[int, ...] = (2, 2, 1)  # residual blocks per level, smallest first
+    latent_channels: int = 4
+    image_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if len(self.encoder_blocks) != len(self.decoder_blocks):
+            raise ValueError("The encoder and the decoder need one entry per level each.")
+        if self.resolution % self.factor:
+            raise ValueError(f"resolution {self.resolution} must halve {len(self.encoder_blocks) - 1} times evenly.")
+
+    @property
+    def factor(self) -> int:
+        """How many pixels one latent pixel stands for, along each side."""
+        return 2 ** (len(self.encoder_blocks) - 1)
+
+    @property
+    def latent_resolution(self) -> int:
+        return self.resolution // self.factor
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_autoencoder(config: AutoencoderConfig, seed: int | None = None,
+                      scaling_factor: float = 1.0) -> AutoencoderTiny:
+    """A fresh AutoencoderTiny for ``config`` (weights from ``seed`` without touching the caller's random state)."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_autoencoder(config, scaling_factor=scaling_factor)
+    levels = len(config.encoder_blocks)
+    return AutoencoderTiny(
+        in_channels=config.image_channels, out_channels=config.image_channels,
+        encoder_block_out_channels=(config.channels,) * levels, decoder_block_out_channels=(config.channels,) * levels,
+        num_encoder_blocks=config.encoder_blocks, num_decoder_blocks=config.decoder_blocks,
+        latent_channels=config.latent_channels, scaling_factor=scaling_factor,
+    )
+
+
+class Autoencoder(torch.nn.Module):
+    """Pictures to latents and back (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion
+    Models"): a diffusers ``AutoencoderTiny`` whose latents are multiplied by its config's ``scaling_factor`` so they
+    have unit variance over the training pictures (Stable Diffusion's 0.18215), as a diffusion model expects.
+
+    encode: (B, C, R, R) in [-1, 1] -> (B, 4, R/f, R/f); decode: the reverse (not clamped). Diffusers code does the
+    same with ``vae.encode(x).latents * vae.config.scaling_factor`` and ``vae.decode(z / scaling_factor).sample``.
+    """
+
+    def __init__(self, vae: AutoencoderTiny) -> None:
+        super().__init__()
+        self.vae = vae
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.vae.config.num_encoder_blocks) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def image_channels(self) -> int:
+        return int(self.vae.config.in_channels)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(images).latents * self.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(latents / self.scaling_factor).sample
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """decode(encode(images)) without rounding the latents (AutoencoderTiny's own forward stores them as bytes)."""
+        return self.vae.decode(self.vae.encode(images).latents).sample
+
+
 def call_model(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor,
                condition: torch.Tensor | None = None) -> torch.Tensor:
     """model(x_t, t) as a tensor, whether the model returns one (ToyMLP) or diffusers' output with ``.sample``;
@@ -89,8 +180,8 @@ def model_fn(model: torch.nn.Module):
     return lambda x_t, t, condition=None: call_model(model, x_t, t, condition)
 
 
-# A CPU evaluates a UNet fastest this many image pixels at a time: past it the activations overflow its caches. Measured
-# (bench/sampling.py, 2-core x86): one forward of 32 images of 32x32 costs 2.25x one of 16, two of 16 cost 2.0x.
+# A CPU evaluates a UNet fastest this many image pixels at a time: past it the activations overflow its caches, and
+# one forward of twice the images costs more than two of half as many (bench/sampling.py prints both).
 CPU_CHUNK_PIXELS = 16 * 32 * 32
 
 
@@ -222,10 +313,9 @@ def time_embedding_dim(unet: UNet2DModel) -> int:
 class ToyMLP(torch.nn.Module):
     """The toy denoiser for points: [x, y, emb(x), emb(y), emb(t)] -> MLP with SiLU -> 2 numbers (eps or v).
 
-    Without the Fourier features of the coordinates a 3x128 MLP smears the Swiss roll's inner turn (measured energy
-    distance 0.0046 vs 0.000 with them, same training time); the raw coordinates beside them let it extrapolate
-    smoothly to the far tails of x_T, which training rarely visits (the Gaussian mixture's off-data points from a
-    deterministic sampler: 5 of 2,000 without them, 3 with).
+    Without the Fourier features of the coordinates a 3x128 MLP smears the Swiss roll's inner turn in the same training
+    time; the raw coordinates beside them let it extrapolate smoothly to the far tails of x_T, which training rarely
+    visits, so fewer points land off the data (bench/toy_quality.py measures both).
     """
 
     def __init__(self, config: ToyConfig = ToyConfig()) -> None:

@@ -27,9 +27,9 @@ from PIL import Image  # noqa: E402
 
 from playground import media  # noqa: E402
 from playground.checkpoints import load_checkpoint  # noqa: E402
-from playground.cli import CURATED_GROUPS  # noqa: E402
 from playground.data.dataset import dataset_from_uint8  # noqa: E402
-from playground.data.emoji import load_emoji_set  # noqa: E402
+from playground.data.emoji import emoji_subset  # noqa: E402
+from playground.services import finetune_recipes as recipes  # noqa: E402
 from playground.services import finetuning  # noqa: E402
 from playground.services.memorisation import memorisation_meter  # noqa: E402
 from playground.services.sample_quality import word_fidelity  # noqa: E402
@@ -58,20 +58,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default=str(ROOT / "checkpoints" / "emoji32-prompts"))
     parser.add_argument("--out", default=str(ROOT / "runs" / "dreambooth-demo"))
-    parser.add_argument("--preset", default="quick", choices=list(finetuning.PRESETS))
+    parser.add_argument("--preset", default="quick", choices=list(recipes.PRESETS))
     parser.add_argument("--word", default="chelsea")
     parser.add_argument("--class-word", default="cat")
     parser.add_argument("--samples", type=int, default=8)
     args = parser.parse_args()
     base = finetuning.load_base(args.base)
-    subject = finetuning.check_subject(base, args.word, args.class_word)
+    subject = recipes.check_subject(base, args.word, args.class_word)
     photos = six_photos()
     started = time.perf_counter()
-    config = finetuning.train_config(args.preset, base)
+    config = recipes.train_config(args.preset, base)
     run = Path(args.out) / "run"
-    finetuning.start_run(run, photos, base.path, config, preview_every=finetuning.PRESETS[args.preset].preview_every,
+    finetuning.start_run(run, photos, base.path, config, preview_every=recipes.PRESETS[args.preset].preview_every,
                          name="dreambooth", subject=subject)
-    finetuning.train_run(run)
+    finetuning.finetune(run)
     seconds = time.perf_counter() - started
     after = load_checkpoint(run / "checkpoint")
     n = args.samples
@@ -82,7 +82,7 @@ def main() -> None:
     rows = [row(training, "the six photos, as trained on"), row(before_class, f"“{subject.class_word}”, the base"),
             row(after_subject, f"“{subject.prompt}”, after"), row(after_class, f"“{subject.class_word}”, after")]
     media.grid(rows, columns=1, gap=8).save(ROOT / "docs" / "dreambooth.png")
-    emoji = load_emoji_set(32, CURATED_GROUPS)
+    emoji = emoji_subset(32)
     data = dataset_from_uint8("emoji", emoji.images).images
     many = 32
     fidelity = [word_fidelity(finetuning.prior_images(model, count=many, seed=11, steps=25, prompt=subject.class_word),

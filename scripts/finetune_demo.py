@@ -25,7 +25,10 @@ from PIL import Image  # noqa: E402
 
 from playground.checkpoints import load_checkpoint  # noqa: E402
 from playground.data.dataset import dataset_from_uint8  # noqa: E402
+from playground.data.images import prepare_image  # noqa: E402
+from playground.data.photos import load_photos, photos_array  # noqa: E402
 from playground.media import image_grid  # noqa: E402
+from playground.services import finetune_recipes as recipes  # noqa: E402
 from playground.services import finetuning  # noqa: E402
 from playground.services.memorisation import memorisation_meter  # noqa: E402
 
@@ -38,7 +41,7 @@ def six_photos(folder: Path) -> list[Path]:
     for name in PHOTOS:
         image = Image.open(importlib.resources.files("skimage") / "data" / name).convert("RGB")
         path = folder / (name.split(".")[0] + ".png")
-        finetuning.training_crop(image, 64).save(path)
+        prepare_image(image, 64).save(path)
         paths.append(path)
     return paths
 
@@ -46,19 +49,19 @@ def six_photos(folder: Path) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(ROOT / "runs" / "finetune-demo"))
-    parser.add_argument("--preset", default="quick", choices=list(finetuning.PRESETS))
+    parser.add_argument("--preset", default="quick", choices=list(recipes.PRESETS))
     args = parser.parse_args()
     out = Path(args.out)
     paths = six_photos(out / "photos")
     started = time.perf_counter()
-    photos, _ = finetuning.load_photos(paths)
+    photos, _ = load_photos(paths)
     base = finetuning.load_base(ROOT / "checkpoints" / "emoji32")
-    config = finetuning.train_config(args.preset, base)
-    array = finetuning.photos_array([image for _, image in photos], base.resolution)
+    config = recipes.train_config(args.preset, base)
+    array = photos_array([image for _, image in photos], base.resolution)
     run = out / "run"
     finetuning.start_run(run, [image for _, image in photos], base.path, config,
-                         preview_every=finetuning.PRESETS[args.preset].preview_every, name="six-photos")
-    finetuning.train_run(run)
+                         preview_every=recipes.PRESETS[args.preset].preview_every, name="six-photos")
+    finetuning.finetune(run)
     seconds = time.perf_counter() - started
     after = load_checkpoint(run / "checkpoint")
     before_samples = finetuning.prior_images(base, count=12, seed=7, steps=25)

@@ -15,6 +15,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
+def wait_for(condition, timeout: float = 60.0, what: str = "the condition", poll: float = 0.05):
+    """Poll ``condition()`` until it is true; fail the test after ``timeout`` seconds instead of hanging."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def meter_copies(pairs_html: str, sentence: str) -> int:
+    """How many of the meter's samples are copies, read from its captioned pairs; checked against its sentence."""
+    import re
+
+    captions = re.findall(r"<figcaption[^>]*>\d+: (copy|new) \(match (-?[\d.]+)\)</figcaption>", pairs_html)
+    copies = sum(kind == "copy" for kind, _ in captions)
+    total = len(captions)
+    if copies * 2 > total:
+        assert sentence.startswith(f"Copies: {copies} of {total} samples"), sentence
+    else:
+        assert sentence.startswith(f"New images: {total - copies} of {total} samples"), sentence
+    assert all((kind == "copy") == (float(match) >= 0.6) for kind, match in captions), captions
+    return copies
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

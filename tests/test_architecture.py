@@ -75,12 +75,74 @@ def test_the_ui_only_wires(path):
     assert not roots & {"threading", "json", "torch", "numpy", "PIL", "csv"}, roots
 
 
-def test_inference_never_loads_the_training_loop():
-    code = ("import sys; import playground.services.image_sampling, playground.services.toy_lab, "
-            "playground.services.photo_noising; "
-            "print(sorted(m for m in sys.modules if m.startswith('playground.diffusion.training')))")
+TRAINING = ("playground.diffusion.training", "playground.services.finetuning", "playground.services.training_runs",
+            "playground.services.finetune_recipes", "playground.services.toy_training",
+            "playground.diffusion.autoencoder_training", "playground.services.autoencoder_training")
+INFERENCE = ("playground.services.image_sampling", "playground.services.model_catalog", "playground.services.prompting",
+             "playground.services.sample_export", "playground.services.toy_lab", "playground.services.photo_noising")
+
+
+def test_inference_never_loads_training_code():
+    """In a fresh interpreter, every inference service together loads none of the training modules (so none of them
+    does alone)."""
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {INFERENCE!r}]; "
+            f"print(sorted(m for m in sys.modules if m.startswith({TRAINING!r})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
+    assert out.stdout.strip() == "[]", f"inference loads {out.stdout.strip()}"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_a_screenful():
+    long = []
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
+
+
+EVENTS = {"click", "change", "upload", "input", "select", "release", "load", "then", "submit", "success", "on"}
+UI_SOURCES = sorted((PACKAGE / "ui").glob("*.py"))
+
+
+def _event_calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in EVENTS:
+            if node.func.attr == "on" and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "gr"):
+                continue
+            yield node
+
+
+@pytest.mark.parametrize("path", UI_SOURCES, ids=lambda p: p.name)
+def test_every_event_has_an_api_name(path):
+    unnamed = [f"{path.name}:{call.lineno}" for call in _event_calls(ast.parse(path.read_text()))
+               if not any(keyword.arg == "api_name" for keyword in call.keywords)]
+    assert not unnamed, f"events without an api_name: {unnamed}"
+
+
+def _is_limit(node: ast.AST) -> bool:
+    """A number other than 0 and 1, or a name such as MAX_STEPS or MIN_TIMESTEPS."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return node.value not in (0, 1)
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name.startswith(("MAX_", "MIN_"))
+
+
+@pytest.mark.parametrize("path", UI_SOURCES, ids=lambda p: p.name)
+def test_no_tab_checks_a_setting_against_a_limit(path):
+    """Settings are checked by the services (the tab, the API and the CLI say the same sentence); a tab compares no
+    value with a limit of its own."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare) and any(isinstance(op, ast.Lt | ast.LtE | ast.Gt | ast.GtE)
+                                                 for op in node.ops):
+            if any(_is_limit(part) for part in [node.left, *node.comparators]):
+                found.append(f"{path.name}:{node.lineno}")
+    assert not found, f"limits checked in a tab: {found}"
 
 
 def test_every_module_is_on_the_map():

@@ -11,7 +11,8 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from playground.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
 from playground.cli import main
-from playground.services.image_sampling import generate, get_checkpoint
+from playground.services.image_sampling import generate
+from playground.services.model_catalog import get_checkpoint
 
 from tiny_checkpoint import make_tiny_checkpoint
 
@@ -97,7 +98,8 @@ def test_training_resumes_exactly_and_warm_starts(tmp_path):
     from playground.data.dataset import dataset_from_uint8
     from playground.diffusion.training import TrainConfig
     from playground.models import PRESETS
-    from playground.services.training_runs import RunFolder, RunSpec, run_training
+    from playground.services.run_folder import RunFolder
+    from playground.services.training_runs import RunSpec, run_training
 
     images = (np.random.default_rng(0).random((20, 8, 8, 3)) * 255).astype(np.uint8)
     dataset = dataset_from_uint8("random", images)
@@ -126,7 +128,7 @@ def test_training_resumes_exactly_and_warm_starts(tmp_path):
 
 
 def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
-    from playground.services.image_sampling import SHIPPED
+    from playground.services.model_catalog import SHIPPED
 
     shipped = list_checkpoints(SHIPPED)
     assert shipped, "checkpoints/ should ship at least one model"
@@ -185,7 +187,7 @@ def load_file_dtype(path):
 def test_a_greyscale_diffusers_folder_of_any_size_samples_and_fine_tunes(tmp_path, capsys):
     from PIL import Image
 
-    from playground.services import finetuning
+    from playground.services import finetune_recipes, finetune_views, finetuning
 
     from tiny_checkpoint import make_greyscale_diffusers_folder
 
@@ -201,10 +203,10 @@ def test_a_greyscale_diffusers_folder_of_any_size_samples_and_fine_tunes(tmp_pat
         assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()  # grey
     # fine-tuned on colour photos: it learns them in grey and stays a 1-channel diffusers folder
     photos = [Image.fromarray(np.full((40, 40, 3), (200, 30, 30), np.uint8)) for _ in range(3)]
-    config = finetuning.train_config("quick", checkpoint, steps=3, batch_size=2)
+    config = finetune_recipes.train_config("quick", checkpoint, steps=3, batch_size=2)
     run = finetuning.start_run(tmp_path / "run", photos, folder, config, preview_every=3)
-    trained = finetuning.train_run(run.path)
+    trained = finetuning.finetune(run.path)
     pipeline = DDPMPipeline.from_pretrained(trained, use_safetensors=True)
     assert pipeline.unet.config.in_channels == 1 and pipeline.unet.config.sample_size == 28
-    html, sentence = finetuning.meter_view(run.path, count=2)
+    html, sentence = finetune_views.meter_view(run.path, count=2)
     assert html.count("<img ") == 4 and sentence

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -77,20 +79,48 @@ def test_meter_threshold_is_the_documented_ratio():
 def test_job_registry_stops_forgets_and_refuses_a_second_run():
     jobs = JobRegistry("sampling")
     jobs.prepare("a")
-    assert jobs.stop("a")  # pressed while the work still queues: kept
+    assert jobs.request_stop("a")  # pressed while the work still queues: kept
     with jobs.run("a") as job:
-        assert job.stop.is_set() and jobs.is_running("a")
+        assert job.stop_requested() and jobs.is_running("a")
         with pytest.raises(JobBusy, match="already sampling"), jobs.run("a"):
             pass
-    assert len(jobs) == 0 and not jobs.stop("a")  # forgotten once finished
+    assert not job.stop_requested()  # its flag is cleared when it ends
+    assert len(jobs) == 0 and not jobs.request_stop("a")  # forgotten once finished
     jobs.prepare("b")
     with jobs.run("b") as job:
-        assert not job.stop.is_set()
+        assert not job.stop_requested()
+
+
+def test_a_stop_reaches_work_in_a_forked_process():
+    """The flag is a file: a process forked before Stop (as ZeroGPU runs GPU work) still sees it."""
+    import multiprocessing
+
+    jobs = JobRegistry("sampling")
+    with jobs.run("a") as job:
+        context = multiprocessing.get_context("fork")
+        seen = context.Queue()
+        started = context.Event()
+
+        def work(flag, started, seen):
+            started.set()
+            for _ in range(500):
+                if flag():
+                    seen.put(True)
+                    return
+                time.sleep(0.01)
+            seen.put(False)
+
+        worker = context.Process(target=work, args=(job.stop_requested, started, seen))
+        worker.start()
+        assert started.wait(10)
+        jobs.request_stop("a")
+        assert seen.get(timeout=10) is True
+        worker.join(10)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from playground.services.image_sampling import get_checkpoint
+    from playground.services.model_catalog import get_checkpoint
 
     from tiny_checkpoint import make_tiny_checkpoint
 
@@ -178,11 +208,13 @@ def test_changing_T_keeps_t_at_the_same_fraction():
 
 
 def test_animation_frames_carry_t():
-    from playground.services.image_sampling import animation_frame, grid_picture
-
     x = torch.zeros(4, 3, 8, 8)
-    frame = animation_frame(x, x, "t = 873 · step 3 of 25")
-    plain = media.strip([grid_picture(x, 256)] * 2, gap=12)
+    frame = media.animation_frame(x, x, "t = 873 · step 3 of 25")
+    plain = media.strip([media.grid_picture(x, 256)] * 2, gap=12)
     assert frame.width == plain.width and frame.height > plain.height  # a caption band under the pictures
-    band = np.asarray(frame)[plain.height:]
-    assert (band < 128).any()  # dark text in it
+    pictures, band = np.asarray(frame)[:plain.height], np.asarray(frame)[plain.height:]
+    assert np.array_equal(pictures, np.asarray(plain))  # the pictures themselves untouched
+    other = np.asarray(media.animation_frame(x, x, "t = 12 · step 24 of 25"))[plain.height:]
+    assert not np.array_equal(band, other)  # the band says which step it is
+    columns = np.nonzero((band < 128).any(axis=(0, 2)))[0]
+    assert len(columns) > 50 and abs(columns.mean() - frame.width / 2) < frame.width / 10  # a line of centred text

@@ -26,8 +26,9 @@ from playground.diffusion.training import (
     train,
 )
 from playground.models import PRESETS, PromptedUNet, build_unet, call_model, model_fn
-from playground.services import image_sampling
+from playground.services import image_sampling, model_catalog, prompting
 from playground.services.training_runs import RunSpec, run_training
+from playground.ui.sample import guidance_markdown
 
 from tiny_checkpoint import make_tiny_checkpoint, make_tiny_prompt_checkpoint
 
@@ -225,7 +226,7 @@ def prompt_model(tmp_path_factory):
 
 
 def test_guidance_zero_is_the_empty_prompt_and_one_is_the_plain_prompt(prompt_model):
-    checkpoint = image_sampling.get_checkpoint(prompt_model)
+    checkpoint = model_catalog.get_checkpoint(prompt_model)
 
     def result(prompt, guidance):
         *_, last = image_sampling.generate(checkpoint, "ddim", 5, 2, seed=7, prompt=prompt, guidance=guidance)
@@ -237,29 +238,29 @@ def test_guidance_zero_is_the_empty_prompt_and_one_is_the_plain_prompt(prompt_mo
 
 
 def test_each_step_reports_the_guidance_numbers(prompt_model):
-    checkpoint = image_sampling.get_checkpoint(prompt_model)
+    checkpoint = model_catalog.get_checkpoint(prompt_model)
     updates = list(image_sampling.iter_sampling(checkpoint, "dpmpp", 4, 2, 0, show_every_s=0, animate=False,
                                                 prompt="red heart", guidance=2.0))
     parts = [u.guidance for u in updates]
     assert all(p is not None and p.scale == 2.0 for p in parts)
     for p in parts:  # eps-sized numbers (about 1 for noise), the prompt making a difference
         assert p.difference > 0 and 0.1 < p.uncond < 10 and 0.1 < p.cond < 10
-    markdown = image_sampling.guidance_markdown(parts[0], updates[0].step.t)
+    markdown = guidance_markdown(parts[0], updates[0].step.t)
     assert f"{parts[0].difference:.3f}" in markdown and f"t = {updates[0].step.t}" in markdown
     plain = list(image_sampling.iter_sampling(checkpoint, "dpmpp", 4, 2, 0, show_every_s=0, animate=False))
     assert all(u.guidance is None for u in plain)
 
 
 def test_prompts_that_cant_be_followed_get_one_sentence(prompt_model, tmp_path):
-    checkpoint = image_sampling.get_checkpoint(prompt_model)
+    checkpoint = model_catalog.get_checkpoint(prompt_model)
     with pytest.raises(PromptError, match="nearest known words: cat"):
-        image_sampling.check_prompt(checkpoint, "kat")
+        prompting.check_prompt(checkpoint, "kat")
     with pytest.raises(ValueError, match="between 0 and 15"):
-        image_sampling.check_prompt(checkpoint, "cat", 40)
-    plain = image_sampling.get_checkpoint(make_tiny_checkpoint(tmp_path / "plain"))
+        prompting.check_prompt(checkpoint, "cat", 40)
+    plain = model_catalog.get_checkpoint(make_tiny_checkpoint(tmp_path / "plain"))
     with pytest.raises(PromptError, match="trained without prompts"):
-        image_sampling.check_prompt(plain, "cat")
-    assert image_sampling.check_prompt(plain, "  ", 3) == ("", 3.0)  # no prompt: any model
+        prompting.check_prompt(plain, "cat")
+    assert prompting.check_prompt(plain, "  ", 3) == ("", 3.0)  # no prompt: any model
 
 
 def test_cli_samples_a_prompt_and_its_sweep_and_refuses_with_a_sentence(prompt_model, tmp_path, capsys):
@@ -288,35 +289,36 @@ def test_cli_samples_a_prompt_and_its_sweep_and_refuses_with_a_sentence(prompt_m
 # --- DreamBooth: a subject word ---
 
 def test_subject_words_are_checked_in_one_sentence(prompt_model, tmp_path):
-    from playground.services import finetuning
+    from playground.services import finetune_recipes as recipes
 
-    base = image_sampling.get_checkpoint(prompt_model)
-    assert finetuning.check_subject(base, "", " ") is None  # plain fine-tuning
-    assert finetuning.check_subject(base, " Zork ", "dog") == finetuning.Subject("zork", "dog")
+    base = model_catalog.get_checkpoint(prompt_model)
+    assert recipes.check_subject(base, "", " ") is None  # plain fine-tuning
+    assert recipes.check_subject(base, " Zork ", "dog") == recipes.Subject("zork", "dog")
     for word, class_word, sentence in [("zork", "", "Name what your subject is"), ("", "dog", "new word too"),
                                        ("a b", "dog", "one word of 2 to 20"), ("cat", "dog", "already means"),
                                        ("zork", "dgo", "nearest known words: dog")]:
         with pytest.raises(ValueError, match=sentence):
-            finetuning.check_subject(base, word, class_word)
-    plain = image_sampling.get_checkpoint(make_tiny_checkpoint(tmp_path / "plain"))
+            recipes.check_subject(base, word, class_word)
+    plain = model_catalog.get_checkpoint(make_tiny_checkpoint(tmp_path / "plain"))
     with pytest.raises(ValueError, match="has no prompts"):
-        finetuning.check_subject(plain, "zork", "dog")
+        recipes.check_subject(plain, "zork", "dog")
 
 
 def test_a_subject_run_learns_its_new_word_and_keeps_the_others(prompt_model, tmp_path):
     from PIL import Image
 
-    from playground.services import finetuning
+    from playground.services import finetune_recipes as recipes
+    from playground.services import finetune_views, finetuning
 
     photos = [Image.new("RGB", (40, 40), (30 * i, 200, 90)) for i in range(3)]
-    base = image_sampling.get_checkpoint(prompt_model)
-    config = finetuning.train_config("quick", base, steps=4, batch_size=4)
+    base = model_catalog.get_checkpoint(prompt_model)
+    config = recipes.train_config("quick", base, steps=4, batch_size=4)
     run = finetuning.start_run(tmp_path / "run", photos, prompt_model, config, name="rex",
-                               subject=finetuning.Subject("zork", "dog"))
+                               subject=recipes.Subject("zork", "dog"))
     settings = finetuning.run_settings(run.path)
     assert settings.subject.prompt == "zork dog"
-    assert settings.config.prior_fraction >= finetuning.DREAMBOOTH_PRIOR and settings.config.word_dropout == 0
-    folder = finetuning.train_run(run.path)
+    assert settings.config.prior_fraction >= recipes.DREAMBOOTH_PRIOR and settings.config.word_dropout == 0
+    folder = finetuning.finetune(run.path)
     trained = load_checkpoint(folder)
     assert "zork" in trained.vocabulary.index and set(base.vocabulary.words) < set(trained.vocabulary.words)
     embedding = trained.unet.encoder.embedding.weight
@@ -324,18 +326,19 @@ def test_a_subject_run_learns_its_new_word_and_keeps_the_others(prompt_model, tm
     for word in ("cat", "heart"):  # words in no caption keep their meaning (up to AdamW's small decay)
         before = base.unet.encoder.embedding.weight[base.vocabulary.index[word]]
         torch.testing.assert_close(embedding[trained.vocabulary.index[word]], before, rtol=1e-2, atol=1e-3)
-    assert [caption for _, caption in finetuning.subject_view(run.path, count=2)] == [
+    assert [caption for _, caption in finetune_views.subject_view(run.path, count=2)] == [
         "“zork dog” after training", "“dog” after training", "“dog” before (the base)"]
 
 
 def test_fine_tuning_a_prompt_model_without_a_subject_keeps_its_words(prompt_model, tmp_path):
     from PIL import Image
 
-    from playground.services import finetuning
+    from playground.services import finetune_recipes as recipes
+    from playground.services import finetune_views, finetuning
 
-    base = image_sampling.get_checkpoint(prompt_model)
-    config = finetuning.train_config("quick", base, steps=2, batch_size=2, prior_fraction=0.25)
+    base = model_catalog.get_checkpoint(prompt_model)
+    config = recipes.train_config("quick", base, steps=2, batch_size=2, prior_fraction=0.25)
     run = finetuning.start_run(tmp_path / "run", [Image.new("RGB", (40, 40), (200, 30, 30))], prompt_model, config)
-    trained = load_checkpoint(finetuning.train_run(run.path))
+    trained = load_checkpoint(finetuning.finetune(run.path))
     assert trained.vocabulary == base.vocabulary  # still a prompt model: the Sample tab's prompt box stays on
-    assert finetuning.subject_view(run.path) == []  # no subject: nothing to compare
+    assert finetune_views.subject_view(run.path) == []  # no subject: nothing to compare

@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from conftest import free_port
+from conftest import free_port, meter_copies, wait_for
 from image_files import write_good
 from tiny_checkpoint import make_tiny_checkpoint
 
@@ -129,7 +129,7 @@ def test_the_space_serves_every_tab_and_shows_no_server_path(space):
     assert "of your daily ZeroGPU minutes" in config  # presets say what they cost here
     sample_models = [value for _, value in components["sample-checkpoint"]["choices"]]
     from playground.checkpoints import list_checkpoints
-    from playground.services.image_sampling import SHIPPED
+    from playground.services.model_catalog import SHIPPED
 
     assert sample_models == [folder.name for folder in list_checkpoints(SHIPPED)] + ["tiny-test"]  # names, no paths
 
@@ -168,12 +168,12 @@ def test_gpu_work_runs_as_zerogpu_runs_it(space, tmp_path):
     assert status.startswith("Done: 6 steps"), status
     pairs, reading, _ = client.predict(api_name="/train_try")
     assert pairs.count("<img ") == 16
+    meter_copies(pairs, reading)
     # Stop reaches the forked GPU process (a file, not a threading.Event)
     job = client.submit("tiny-test", "ddpm", 1000, 64, 3, 0.0, api_name="/sample")
-    while not job.outputs():
-        time.sleep(0.05)
+    wait_for(job.outputs, what="the first sampling update")
     assert client.predict(api_name="/sample_stop").startswith("Stopping")
     assert job.result()[2].startswith("Stopped at step ")
     calls = {c["function"]: c["seconds"] for c in zerogpu_calls(space)}
-    assert {"stream_sampling", "compare_samplers", "train_steps", "meter_view"} <= set(calls)
+    assert {"stream_sampling", "compare_samplers", "finetune_chunk", "meter_view"} <= set(calls)
     assert all(0 < s <= 120 for s in calls.values())  # each asks for what it needs, within one call's cap

@@ -131,3 +131,17 @@ def load_emoji_set(resolution: int = 32, groups: tuple[str, ...] | None = None, 
     np.savez_compressed(tmp, images=emoji.images, names=np.array(emoji.names), groups=np.array(emoji.groups))
     os.replace(tmp, path)
     return emoji
+
+
+# The set the shipped models learn ("curated"): every group but symbols and flags, without the skin-tone variants.
+CURATED_GROUPS = ("Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places",
+                  "Activities", "Objects")
+SUBSETS = {"curated": (CURATED_GROUPS, False), "all": (None, True)}  # name -> (groups, skin tones)
+
+
+def emoji_subset(resolution: int, subset: str = "curated") -> EmojiSet:
+    """The "curated" emoji (CURATED_GROUPS, no skin tones) or "all" of them, at ``resolution``."""
+    if subset not in SUBSETS:
+        raise ValueError(f"Unknown emoji subset {subset!r}; choose one of {', '.join(SUBSETS)}.")
+    groups, skin_tones = SUBSETS[subset]
+    return load_emoji_set(resolution, groups, skin_tones=skin_tones)

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from playground.data.images import ImageError, load_image, prepare_image
 
@@ -133,10 +132,3 @@ def _build(folder: Path, files: list[Path], resolution: int, where: Path, progre
             os.replace(tmp, where)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def preview_grid(data: FolderData, count: int = 16) -> Image.Image:
-    """The first ``count`` cached images, for a person to check what the model will see."""
-    from playground.media import image_grid
-
-    return image_grid(data.images[:count].float().div(127.5).sub(1.0))

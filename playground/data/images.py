@@ -123,9 +123,23 @@ def center_crop_square(image: Image.Image) -> Image.Image:
     return image.crop((left, top, left + side, top + side))
 
 
-def prepare_image(image: Image.Image, resolution: int) -> Image.Image:
-    """Centre-crop to a square and resize to ``resolution``x``resolution`` (what a model sees)."""
-    square = center_crop_square(image)
+def pad_square(image: Image.Image) -> Image.Image:
+    """The whole picture, centred on a white square."""
+    side = max(image.size)
+    canvas = Image.new("RGB", (side, side), (255, 255, 255))
+    canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    return canvas
+
+
+SQUARE_MODES = {"center": center_crop_square, "pad": pad_square}
+
+
+def prepare_image(image: Image.Image, resolution: int, mode: str = "center") -> Image.Image:
+    """What a model sees: the picture made square (its centre, or the whole of it padded with white: ``mode``
+    "center" or "pad") and resized to ``resolution`` x ``resolution``."""
+    if mode not in SQUARE_MODES:
+        raise ValueError(f"Unknown crop mode {mode!r}; choose one of {', '.join(SQUARE_MODES)}.")
+    square = SQUARE_MODES[mode](image)
     if square.width == resolution:
         return square
     # Lanczos when shrinking keeps edges sharp; bicubic when a tiny image must grow.

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import torch
 
-# The scale the app and CLI start at (bench/prompt_fidelity.py on the shipped prompt model, DDPM 200: 71% of samples
-# follow the word at 3, 76% at 5 and at 7.5): as faithful as any scale, with the variety of a low one.
+# The scale the app and CLI start at: on the shipped prompt model as faithful as any higher scale, with the variety of
+# a lower one (bench/prompt_fidelity.py --guidance S measures it; docs/measurements.md has the figures).
 DEFAULT_GUIDANCE = 5.0
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -123,11 +123,12 @@ class TrainConfig:
     word_dropout: float = 0.0
     encoder_lr: float | None = None  # None: lr
     # Share of each batch drawn word first (draw_word_first): a word that two or more captions share, then one of its
-    # images, captioned by that word alone, so rare words (5 trees among 1,377 emoji) are learned as often as common.
+    # images, captioned by that word alone, so rare words (a handful of trees among the emoji) are learned as often as
+    # common ones.
     word_focus: float = 0.0
     # The word-first examples' timesteps drawn from [this, T) rather than [0, T): at low noise the picture already
-    # shows what it is and the word has almost nothing to add (bench/prompt_fidelity.py --by-timestep, the shipped
-    # prompt model, cosine T = 1000: the word cuts the x_0 error by 1.3% or less below t = 400, 20-28% above 750).
+    # shows what it is and the word has almost nothing to add (bench/prompt_fidelity.py --by-timestep measures where
+    # in the noise a word cuts the x_0 error).
     word_focus_min_t: int = 0
     seed: int = 0
 

@@ -68,3 +68,21 @@ def on_gpu(duration: int | Callable[..., float]) -> Callable[[F], F]:
 
 if on_zerogpu():
     _spaces()  # before anything imports torch and touches CUDA
+
+
+# Estimates for ZeroGPU's durations (a visitor's daily quota is a few minutes, and shorter requests queue first): no
+# ZeroGPU was at hand to measure them, so they are generous guesses from a GPU slice's rough speed.
+SAMPLE_S_PER_IMAGE_STEP = 4e-4  # one network evaluation of one 32 px image
+TRAIN_S_PER_STEP, TRAIN_S_PER_IMAGE = 0.02, 0.001  # one optimizer step, plus this per 32 px image in the batch
+
+
+def sampling_seconds(resolution: int, steps: int, count: int, guided: bool = False) -> float:
+    """One sampling call: start-up, the network's evaluations (twice with guidance: with and without the prompt),
+    by area above 32 px, then the animation frames."""
+    evaluations = int(steps) * int(count) * (2 if guided else 1)
+    return 8 + evaluations * SAMPLE_S_PER_IMAGE_STEP * (resolution / 32) ** 2 + 0.02 * min(int(steps), 60)
+
+
+def training_seconds(steps: int, batch_size: int, resolution: int = 32) -> float:
+    """``steps`` optimizer steps of ``batch_size`` images at ``resolution``."""
+    return steps * (TRAIN_S_PER_STEP + TRAIN_S_PER_IMAGE * batch_size * (resolution / 32) ** 2)

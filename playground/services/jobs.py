@@ -5,13 +5,13 @@ that forgets a job as soon as it ends.
     jobs.prepare(session)            # when the button is pressed, before the work queues (clears an old Stop)
     with jobs.run(session) as job:   # when the work starts; JobBusy if this session already runs one
         for ...:
-            if job.stop.is_set(): break
-    jobs.stop(session)               # from another request: the work stops at its next check
+            if job.stop_requested(): break
+    jobs.request_stop(session)       # from another request: the work stops at its next check
 
 A Stop pressed while the work still waits in the queue is kept, so the work stops as soon as it starts.
 :meth:`JobRegistry.run_in_thread` also owns a worker thread, for work (training) that reports events while a viewer
-polls them. ``job.should_stop`` is the same flag as a file, for work that runs in another process (on a ZeroGPU
-Space, services.gpu runs GPU work in a forked process, which never sees a threading.Event set after the fork).
+polls them. The flag is a file (:class:`StopFile`), so work that runs in another process sees it too: on a ZeroGPU
+Space, services.gpu runs GPU work in a forked process, which would never see a threading.Event set after the fork.
 """
 
 from __future__ import annotations
@@ -58,15 +58,13 @@ def _new_stop_file() -> StopFile:
 
 @dataclass
 class Job:
-    stop: threading.Event = field(default_factory=threading.Event)
     running: bool = False
     created: float = field(default_factory=time.monotonic)
     events: list = field(default_factory=list)  # what the work reports, newest last (run_in_thread)
-    should_stop: StopFile = field(default_factory=_new_stop_file)  # the same flag, for work in another process
+    stop_requested: StopFile = field(default_factory=_new_stop_file)  # the work polls it: stop_requested()
 
     def request_stop(self) -> None:
-        self.stop.set()
-        self.should_stop.set()
+        self.stop_requested.set()
 
 
 class JobRegistry:
@@ -97,7 +95,7 @@ class JobRegistry:
         try:
             yield job
         finally:
-            job.should_stop.clear()
+            job.stop_requested.clear()
             with self._lock:
                 job.running = False
                 if self._jobs.get(key) is job:
@@ -105,7 +103,7 @@ class JobRegistry:
 
     def run_in_thread(self, key: str, work: Callable[[Job], object], poll_s: float = 1.0) -> Iterator[Job]:
         """Run ``work(job)`` in a worker thread as ``key``'s job and yield the job about every ``poll_s`` while it
-        runs (``work`` appends to ``job.events`` and checks ``job.stop``).
+        runs (``work`` appends to ``job.events`` and polls ``job.stop_requested()``).
 
         However the loop ends (the work finished, or the viewer went away and closed this generator), the work is
         asked to stop and joined, so whatever it saves is saved. An exception in the work is raised here.
@@ -134,7 +132,7 @@ class JobRegistry:
             if failures:
                 raise failures[0]
 
-    def stop(self, key: str) -> bool:
+    def request_stop(self, key: str) -> bool:
         """Ask ``key``'s job to stop; True if one is running or waiting to start."""
         with self._lock:
             job = self._jobs.get(key)

@@ -4,12 +4,9 @@ A fine-tuned model's samples are often *soft* copies of its photos: the same pic
 pixel distance calls those far (blur and a contrast change move every pixel), so the meter compares *layouts*: each
 picture is reduced to 8x8 block averages (which blur hardly changes), and a sample is matched to a photo by the
 correlation of those blocks (which ignores brightness and contrast). A sample is a copy when its best match reaches
-``COPY_SIMILARITY``.
-
-Measured at 32 px: Gaussian-blurred (sigma up to 2 px) and washed-out copies of scikit-image's photos match at 0.84
-or more (0.97 among six overlapping crops of one cat); other photos match at most 0.37, except the same motorcycle
-seen from its other side (0.86). Samples of a model fine-tuned 120 steps on crops of the bundled examples: the four
-a person calls copies matched 0.62 to 0.89, the four blends 0.39 to 0.50. Plain torch; no files, no UI.
+``COPY_SIMILARITY``, a threshold between what blurred and washed-out copies of photos match at and what other photos
+match at (tests/test_learner_views.py holds it to labelled cases; docs/measurements.md has the figures). Plain torch;
+no files, no UI.
 """
 
 from __future__ import annotations

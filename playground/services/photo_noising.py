@@ -18,8 +18,10 @@ from PIL import Image
 from playground import media
 from playground.data.images import load_image, prepare_image
 from playground.diffusion import NoiseLevel, NoiseSchedule, add_noise, noise_level
+from playground.services.checks import check_schedule, check_seed
 
 RESOLUTIONS = (64, 128, 256)
+FORWARD_GIF_STEPS = 60  # the forward GIF: x_0, then x_t at this many evenly spaced t
 
 
 @functools.lru_cache(maxsize=16)
@@ -64,6 +66,21 @@ def noise_photo(x0: torch.Tensor, schedule: NoiseSchedule, t: int, seed: int) ->
     return NoisedPhoto(x0=x0, noise=noise, x_t=add_noise(schedule, x0, noise, t), level=level)
 
 
+def noise_request(path: str | os.PathLike, schedule_name: str, num_timesteps, t, seed, resolution,
+                  zero_snr: bool = False) -> tuple[NoisedPhoto, NoiseSchedule]:
+    """Every setting of the Forward tab checked, then the photo noised: the one call for the tab, the API and the
+    CLI. ``t`` past the last step is clamped to it (a T change can race the slider); ValueError (ImageError for the
+    photo) with one sentence for anything else."""
+    schedule = check_schedule(schedule_name, num_timesteps, zero_snr)
+    seed = check_seed(seed)
+    try:
+        resolution, t = int(resolution), int(t)
+    except (TypeError, ValueError):
+        raise ValueError("t and the resolution must be whole numbers.") from None
+    x0 = load_x0(path, resolution)
+    return noise_photo(x0, schedule, min(max(t, 0), schedule.num_timesteps - 1), seed), schedule
+
+
 def evenly_spaced_timesteps(num_timesteps: int, count: int) -> list[int]:
     """``count`` timesteps from 0 to T-1 inclusive, rounded, without repeats."""
     steps = torch.linspace(0, num_timesteps - 1, count).round().long().tolist()
@@ -88,7 +105,8 @@ def _cell(image: Image.Image, cell: int) -> Image.Image:
 
 
 def forward_gif(
-    x0: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule, path: str | os.PathLike, frames: int = 60
+    x0: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule, path: str | os.PathLike,
+    frames: int = FORWARD_GIF_STEPS,
 ) -> Path:
     """A GIF of the whole forward process: x_0, then x_t at ``frames`` evenly spaced t."""
     steps = evenly_spaced_timesteps(schedule.num_timesteps, frames)

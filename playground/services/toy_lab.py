@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from playground.diffusion import NoiseSchedule, add_noise, iter_sample, make_sampler
+from playground.data.points import TOY_DATASETS, points_from_drawing, toy_points
+from playground.diffusion import BETA_SCHEDULES, NoiseSchedule, add_noise, iter_sample, make_sampler
 from playground.diffusion.schedules import get_schedule
 from playground.diffusion.score import (
     gaussian_mixture_score,
@@ -39,6 +40,75 @@ if TYPE_CHECKING:  # for the annotation only: importing the training module at r
 
 TOY_SAMPLERS = ("ddpm", "ddim", "dpmpp", "langevin", "pc")
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmpp": 20, "langevin": 100, "pc": 50}
+SPACINGS = ("logsnr", "linspace", "trailing")
+PREDICTORS = ("ddim", "ddpm")
+MAX_STEP_SIZE = 1.0  # Langevin's epsilon and the corrector's SNR: above 0 and at most this
+MAX_CORRECTOR_STEPS = 50
+NUM_POINTS, NUM_REFERENCE = 4000, 2000  # a cloud trains on NUM_POINTS; samples are measured against NUM_REFERENCE
+DRAWING = "your drawing"
+
+
+@dataclass(frozen=True)
+class ToyDataKey:
+    """What a toy model is trained for: the cloud (a drawing is a new upload each time) and the schedule."""
+
+    dataset: str
+    drawing: str
+    schedule: str
+
+
+@dataclass(frozen=True)
+class ToyData:
+    """A cloud to train on, and fresh true points of the same distribution to measure samples against."""
+
+    key: ToyDataKey
+    points: torch.Tensor  # (NUM_POINTS, 2)
+    reference: torch.Tensor  # (NUM_REFERENCE, 2)
+
+
+def toy_data(dataset: str, drawing: str | None, schedule_name: str) -> ToyData:
+    """A built-in cloud (data.points.TOY_DATASETS) or points drawn from a black-on-white picture, checked: ValueError
+    (ImageError for a picture that can't be read) with one sentence."""
+    if schedule_name not in BETA_SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule_name!r}; choose from {', '.join(BETA_SCHEDULES)}.")
+    if dataset == DRAWING:
+        if not drawing:
+            raise ValueError("Upload a black-on-white drawing or silhouette first, or pick a built-in dataset.")
+        points, reference = (points_from_drawing(drawing, n, seed=seed) for n, seed in
+                             ((NUM_POINTS, 0), (NUM_REFERENCE, 1)))
+    elif dataset in TOY_DATASETS:
+        points, reference = toy_points(dataset, NUM_POINTS, seed=0), toy_points(dataset, NUM_REFERENCE, seed=1)
+    else:
+        raise ValueError(f"Unknown dataset {dataset!r}; choose one of {', '.join(TOY_DATASETS)} or {DRAWING!r}.")
+    return ToyData(ToyDataKey(dataset, drawing if dataset == DRAWING else "", schedule_name), points, reference)
+
+
+def check_toy_settings(sampler_name: str, steps, num_timesteps: int, spacing: str = "logsnr", step_size=None,
+                       corrector_steps=None, predictor: str = "ddim", snr=None) -> tuple[int, SamplerSettings]:
+    """A toy sampler's steps and settings (None: the sampler's default), or ValueError with one sentence: the one
+    check for the tab, the API and ``python -m playground toy``."""
+    if sampler_name not in TOY_SAMPLERS:
+        raise ValueError(f"Unknown sampler {sampler_name!r}; choose one of {', '.join(TOY_SAMPLERS)}.")
+    defaults = default_settings(sampler_name)
+    try:
+        steps = DEFAULT_STEPS[sampler_name] if steps is None else int(steps)
+        step_size = defaults.step_size if step_size is None else float(step_size)
+        snr = defaults.snr if snr is None else float(snr)
+        corrector_steps = defaults.corrector_steps if corrector_steps is None else int(corrector_steps)
+    except (TypeError, ValueError):
+        raise ValueError("Steps, corrector steps, the step size and the SNR must be numbers.") from None
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"Steps must be between 1 and {num_timesteps}; you asked for {steps}.")
+    if spacing not in SPACINGS or predictor not in PREDICTORS:
+        raise ValueError(f"The spacing is one of {', '.join(SPACINGS)}, the predictor one of {', '.join(PREDICTORS)}.")
+    if not (0 < step_size <= MAX_STEP_SIZE and 0 < snr <= MAX_STEP_SIZE):
+        raise ValueError(f"The step size and the SNR must be above 0 and at most {MAX_STEP_SIZE:g}.")
+    least = 1 if sampler_name == "langevin" else 0
+    if not least <= corrector_steps <= MAX_CORRECTOR_STEPS:
+        raise ValueError(f"Langevin needs at least one step per noise level, and at most {MAX_CORRECTOR_STEPS}."
+                         if sampler_name == "langevin" else
+                         f"Corrector steps must be between 0 and {MAX_CORRECTOR_STEPS}.")
+    return steps, SamplerSettings(spacing, step_size, corrector_steps, predictor, snr)
 
 
 @dataclass(frozen=True)
@@ -76,7 +146,7 @@ COMPARE: tuple[tuple[str, int, SamplerSettings], ...] = (
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """Run torch on one CPU thread: a 128-wide MLP is too small to share between threads, and on a busy
-    2-core machine a second thread's synchronisation costs more than it saves (measured: 6.7 s vs 7.8 s)."""
+    2-core machine a second thread's synchronisation costs more than it saves (bench/toy_quality.py times training)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -242,9 +312,9 @@ class SamplerScore:
         return self.quality.energy_distance
 
 
-def compare_samplers(model: torch.nn.Module, config: TrainConfig, reference: torch.Tensor, data: torch.Tensor,
-                     n: int = 2000, seed: int = 0, runs: tuple[tuple[str, int, SamplerSettings], ...] = COMPARE,
-                     ) -> list[SamplerScore]:
+def compare_toy_samplers(model: torch.nn.Module, config: TrainConfig, reference: torch.Tensor,
+                         data: torch.Tensor, n: int = NUM_REFERENCE, seed: int = 0,
+                         runs: tuple[tuple[str, int, SamplerSettings], ...] = COMPARE) -> list[SamplerScore]:
     """Quality (narrow-kernel MMD, energy distance, strays) and wall time of each (sampler, steps, settings), all
     from the same noise. Steps beyond the model's T are cut to T."""
     scores = []

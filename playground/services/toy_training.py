@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
 from playground.diffusion.schedules import get_schedule
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, new_train_state, train
 from playground.models import ToyConfig, ToyMLP
-from playground.services.toy_lab import one_thread
+from playground.services.toy_lab import ToyData, one_thread
 
-# Measured on the 2-core CPU: about 9 s for 6,000 steps of 256 points (see README). v-prediction, because the x_0
-# an eps-predictor implies is (x_t - sigma eps_hat) / sqrt(alpha_bar): at t = 999 that multiplies the network's error
-# by 156, and where x_T lies in the tails (|x| > 3.5, rarely seen in training) the error is large, so a few points
-# were thrown 10-190 std away by every deterministic sampler. With v, x_0 = sqrt(alpha_bar) x_t - sigma v: no division.
+# Seconds on a laptop CPU (bench/toy_quality.py times it). v-prediction, because the x_0 an eps-predictor implies is
+# (x_t - sigma eps_hat) / sqrt(alpha_bar): at t = 999 that multiplies the network's error by 156, and where x_T lies in
+# the tails (rarely seen in training) the error is large, so every deterministic sampler threw a few points far off
+# the data (tests/test_toy.py fails on that recipe). With v, x_0 = sqrt(alpha_bar) x_t - sigma v: no division.
 TOY_TRAINING = TrainConfig(
     steps=6000, batch_size=256, lr=3e-3, warmup_steps=100, lr_min_ratio=0.05, weight_decay=0.0, grad_clip=1.0,
     ema_max_decay=0.995, prediction_type="v_prediction", min_snr_gamma=None, schedule="linear", num_timesteps=1000,
@@ -67,3 +68,16 @@ def train_toy_in_chunks(data: torch.Tensor, config: TrainConfig, chunks: int = 4
         boundary = state.step + chunk
         train_toy(data, state, config, should_stop=lambda boundary=boundary: state.step >= boundary)
         yield state
+
+
+@dataclass(frozen=True)
+class ToyModel:
+    """A toy model a session trained: its weights (the EMA's sample), its recipe, and the cloud it learned."""
+
+    state: TrainState
+    config: TrainConfig
+    data: ToyData
+
+    @property
+    def network(self) -> torch.nn.Module:
+        return self.state.ema.model

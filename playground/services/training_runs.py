@@ -1,21 +1,13 @@
-"""A training run on disk: data in; checkpoints, preview grids and a log out; resumable at the exact step.
+"""A training run: data in; checkpoints, preview grids, a log and quality readings out; resumable at the exact step.
 
-    RUN/checkpoint/      the diffusers folder (EMA weights) plus training/ to resume from
-    RUN/samples/         a preview grid every ``preview_every`` steps (fixed seed, DPM-Solver++ 25 steps)
-    RUN/log.csv          step, loss, lr, images/s
-    RUN/quality.csv      step, density, coverage, near-copy share (runs given held-out images), at every preview
-    RUN/progress.html    the loss and the quality readings, plotted (a page that works offline)
-    RUN/settings.json    fine-tuning runs only: what Resume continues with (see services.finetuning)
-
-:class:`RunFolder` knows a run's files; :func:`run_training` trains one. Shared by ``python -m playground train``
-and the Train tab (through services.finetuning).
+:func:`run_training` trains one run folder (services.run_folder names its files) as a :class:`RunSpec` says. Shared
+by ``python -m playground train`` and fine-tuning (services.finetuning). A latent run (``RunSpec.autoencoder``)
+trains on latents encoded once, and decodes them for its previews; its checkpoint carries the autoencoder in vae/.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,73 +24,22 @@ from playground.data.dataset import Dataset
 from playground.data.prompts import Vocabulary
 from playground.diffusion import NoiseSchedule
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, new_train_state, train
-from playground.models import ModelConfig, PromptedUNet, build_unet, count_parameters, model_fn
+from playground.models import Autoencoder, ModelConfig, PromptedUNet, build_unet, count_parameters, model_fn
 from playground.plots import training_progress_figure
 from playground.services.distributed import Distributed
 from playground.services.image_sampling import preview
+from playground.services.run_folder import RunFolder, RunLog
 from playground.services.sample_quality import QualityProbe
 
-
-@dataclass(frozen=True)
-class RunFolder:
-    """The files of one training run, and what can be read from them."""
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / "checkpoint"
-
-    @property
-    def samples(self) -> Path:
-        return self.path / "samples"
-
-    @property
-    def log(self) -> Path:
-        return self.path / "log.csv"
-
-    @property
-    def settings_file(self) -> Path:
-        return self.path / "settings.json"
-
-    def has_model(self) -> bool:
-        return (self.checkpoint / "model_index.json").is_file()
-
-    def can_resume(self) -> bool:
-        return (self.checkpoint / "training").is_dir()
-
-    def checkpoint_step(self) -> int:
-        """The step the saved checkpoint is at (0 when there is none)."""
-        return int(read_info(self.checkpoint).get("steps", 0)) if self.has_model() else 0
-
-    def latest_preview(self) -> Path | None:
-        previews = sorted(self.samples.glob("step_*.png"))
-        return previews[-1] if previews else None
-
-    def losses(self, up_to_step: int | None = None) -> list[float]:
-        """The logged loss of every step (up to ``up_to_step``), so a resumed run shows its whole curve."""
-        if not self.log.is_file() or (up_to_step is not None and up_to_step <= 0):
-            return []
-        values = {}
-        with open(self.log, newline="") as f:
-            for row in csv.DictReader(f):
-                values[int(row["step"])] = float(row["loss"])
-        return [values[s] for s in sorted(values) if up_to_step is None or s <= up_to_step]
-
-    def forget_training(self) -> None:
-        """Start over: remove the checkpoint, previews, log and prior samples (photos and settings stay)."""
-        for name in ("checkpoint", "samples", "log.csv", "prior.npz"):
-            path = self.path / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-
-
 FIRST_CHECKPOINT_S = 15.0
+RANK_SEED_STRIDE = 1_000_003  # process r draws its batches and noise from seed + r * this (rank 0: the seed itself)
+QUALITY_SEED = 4321  # the quality readings' samples, the same noise at every preview
+
+
+def process_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of process ``rank``'s random stream when it starts (or restarts without its saved stream) at
+    ``step``; for process 0 the generator is the run's own."""
+    return seed + RANK_SEED_STRIDE * rank + step
 
 
 @dataclass(frozen=True)
@@ -119,21 +60,26 @@ class RunSpec:
     quality_samples: int = 64  # samples drawn for each quality reading
     prompts: Vocabulary | None = None  # a fresh network (``model``) learns prompts with these words from the captions
     preview_prompt: str = ""  # a prompt model's previews follow this prompt (guided); "" draws unconditionally
+    autoencoder: Autoencoder | None = None  # a latent run: the data are its latents; previews are decoded
 
 
-RANK_SEED_STRIDE = 1_000_003  # process r draws its batches and noise from seed + r * this (rank 0: the seed itself)
+def _network(spec: RunSpec, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The network to train (on ``device``, channels-last) and its description for playground.json."""
+    unet = spec.unet if spec.unet is not None else build_unet(spec.model, seed=spec.config.seed)
+    if spec.prompts is not None and not isinstance(unet, PromptedUNet):
+        unet = PromptedUNet.from_unconditional(unet, spec.prompts)
+    unet = unet.to(device, memory_format=torch.channels_last)
+    model_info = spec.model.to_dict() if spec.model is not None else {
+        "resolution": int(unet.config.sample_size), "channels": list(unet.config.block_out_channels)}
+    return unet, model_info
 
 
 def _start_state(run: RunFolder, spec: RunSpec, dist: Distributed) -> tuple[TrainState, float, dict]:
     """A new or restored training state, the wall time already spent, and the network's description."""
-    unet = spec.unet if spec.unet is not None else build_unet(spec.model, seed=spec.config.seed)
-    if spec.prompts is not None and not isinstance(unet, PromptedUNet):
-        unet = PromptedUNet.from_unconditional(unet, spec.prompts)
-    unet = unet.to(dist.device, memory_format=torch.channels_last)
-    model_info = spec.model.to_dict() if spec.model is not None else {
-        "resolution": int(unet.config.sample_size), "channels": list(unet.config.block_out_channels)}
+    unet, model_info = _network(spec, dist.device)
     state = new_train_state(unet, spec.config, encoder=unet.encoder if isinstance(unet, PromptedUNet) else None)
     saved = load_training_state(run.checkpoint) if spec.resume else None
+    seed = spec.config.seed
     if saved is not None:
         tensors, meta = saved
         info = read_info(run.checkpoint)
@@ -143,19 +89,126 @@ def _start_state(run: RunFolder, spec: RunSpec, dist: Distributed) -> tuple[Trai
             if own is not None and meta.get("world_size") == dist.world_size:
                 state.generator.set_state(own)
             else:
-                state.generator.manual_seed(spec.config.seed + RANK_SEED_STRIDE * dist.rank + state.step)
+                state.generator.manual_seed(process_seed(seed, dist.rank, state.step))
         return state, float(info.get("wall_time_s", 0.0)), model_info
+    wall_before = 0.0
     if spec.init_from is not None:
         info = read_info(spec.init_from)
         state.warm_start(load_weights_into(unet, spec.init_from), info.get("steps", 0),
-                         info.get("loss_history_full", []),
-                         info.get("seed", 0))
-        if dist.rank:
-            state.generator.manual_seed(spec.config.seed + RANK_SEED_STRIDE * dist.rank + state.step)
-        return state, float(info.get("wall_time_s", 0.0)), model_info
+                         info.get("loss_history_full", []), info.get("seed", 0))
+        wall_before = float(info.get("wall_time_s", 0.0))
     if dist.rank:
-        state.generator.manual_seed(spec.config.seed + RANK_SEED_STRIDE * dist.rank)
-    return state, 0.0, model_info
+        state.generator.manual_seed(process_seed(seed, dist.rank, state.step))
+    return state, wall_before, model_info
+
+
+@dataclass
+class CheckpointClock:
+    """When to save: FIRST_CHECKPOINT_S in, then at gaps that double up to ``longest_s``."""
+
+    longest_s: float
+    gap: float = 0.0
+    last: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.gap = min(FIRST_CHECKPOINT_S, self.longest_s)
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last > self.gap
+
+    def saved(self) -> None:
+        self.last, self.gap = time.perf_counter(), min(2 * self.gap, self.longest_s)
+
+
+@dataclass
+class _RunInProgress:
+    """One run while it trains: what every step's callback, the stop check and the saves share."""
+
+    run: RunFolder
+    spec: RunSpec
+    dataset: Dataset
+    dist: Distributed
+    state: TrainState
+    schedule: NoiseSchedule
+    wall_before: float
+    model_info: dict
+    on_event: Callable[[TrainEvent], None] | None
+    should_stop: Callable[[], bool]
+    clock: CheckpointClock
+    started: float = field(default_factory=time.perf_counter)
+    stopping: bool = False
+    log: RunLog | None = None  # the main process's
+
+    def open_log(self) -> None:
+        if self.dist.is_main:
+            self.run.samples.mkdir(parents=True, exist_ok=True)
+            self.log = self.run.open_log()
+
+    def close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+    def stop_now(self) -> bool:
+        """Alone: the person's flag; on several processes: what they agreed on after the last step."""
+        return self.stopping if self.dist.active else self.should_stop()
+
+    def on_step(self, event: TrainEvent, state: TrainState) -> None:
+        dist = self.dist
+        loss, self.stopping, save_now = dist.agree(event.loss, dist.active and self.should_stop(), self.clock.due())
+        state.losses[-1] = loss
+        event = dataclasses.replace(event, loss=loss, images_per_second=event.images_per_second * dist.world_size)
+        if dist.is_main:
+            self.log.write(event.step, event.loss, event.lr, event.images_per_second)
+            if self.on_event is not None:
+                self.on_event(event)
+            if event.step % self.spec.preview_every == 0 or event.step == event.total_steps:
+                self.write_preview(event.step)
+                if self.spec.quality is not None:
+                    read_quality(self.run, self.spec, state, self.schedule, event.step)
+        if save_now:
+            self.save()
+            self.clock.saved()
+
+    def write_preview(self, step: int) -> None:
+        spec = self.spec
+        images = preview(self.state.ema.model, self.schedule, spec.config.prediction_type, spec.preview_count,
+                         prompt=spec.preview_prompt, autoencoder=spec.autoencoder)
+        grid = media.image_grid(images)
+        zoom = max(1, 128 // images.shape[-1])
+        grid.resize((grid.width * zoom, grid.height * zoom), Image.NEAREST).save(self.run.preview_path(step))
+
+    def save(self) -> None:
+        """Every process calls it (the random states are gathered); the main one writes."""
+        state, config, dist = self.state, self.spec.config, self.dist
+        tensors, meta = state.to_tensors()
+        streams = dist.gather(state.generator.get_state())
+        if not dist.is_main:
+            return
+        tensors.update({f"rng.rank{r}": stream for r, stream in enumerate(streams) if r})
+        meta["world_size"] = dist.world_size
+        info = self.info()
+        save_checkpoint(self.run.checkpoint, state.ema.model, config.schedule, config.num_timesteps,
+                        config.prediction_type, info, model_card(self.run.path.name, info), tensors, meta,
+                        autoencoder=self.spec.autoencoder)
+
+    def info(self) -> dict:
+        """playground.json's content for the checkpoint saved now."""
+        state, config, spec = self.state, self.spec.config, self.spec
+        losses = state.losses
+        stride = max(1, len(losses) // 2000)
+        info = {
+            "model": self.model_info, "training": config.to_dict(), "parameters": count_parameters(state.model),
+            "data": {"name": self.dataset.name, "count": self.dataset.count, "sha256": self.dataset.fingerprint},
+            "steps": state.step, "seed": config.seed, "processes": self.dist.world_size,
+            "global_batch": config.batch_size * self.dist.world_size,
+            "wall_time_s": self.wall_before + time.perf_counter() - self.started,
+            "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
+            "loss_history": [float(np.mean(losses[i:i + stride])) for i in range(0, len(losses), stride)],
+            "loss_history_stride": stride, "loss_history_full": losses,
+            **{k: v for k, v in spec.info.items() if k != "data"},
+        }
+        info["data"].update(spec.info.get("data", {}))  # merged, so count and sha256 stay
+        return info
 
 
 def run_training(
@@ -186,74 +239,10 @@ def run_training(
     dist = dist or Distributed(device=torch.device(device))
     run = RunFolder(Path(run_dir))
     config = spec.config
-    schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
     state, wall_before, model_info = _start_state(run, spec, dist)
-    started = last_save = time.perf_counter()
-    gap = min(FIRST_CHECKPOINT_S, spec.checkpoint_every_s)
-    log_file = log = None
-    if dist.is_main:
-        run.samples.mkdir(parents=True, exist_ok=True)
-        new_log = not run.log.exists()
-        log_file = open(run.log, "a", newline="")  # noqa: SIM115 - closed in the finally below, after the last save
-        log = csv.writer(log_file)
-        if new_log:
-            log.writerow(["step", "loss", "lr", "images_per_s"])
-
-    def save() -> None:  # every process calls it (the random states are gathered); the main one writes
-        tensors, meta = state.to_tensors()
-        streams = dist.gather(state.generator.get_state())
-        if not dist.is_main:
-            return
-        tensors.update({f"rng.rank{r}": stream for r, stream in enumerate(streams) if r})
-        meta["world_size"] = dist.world_size
-        losses = state.losses
-        stride = max(1, len(losses) // 2000)
-        info = {
-            "model": model_info, "training": config.to_dict(),
-            "parameters": count_parameters(state.model),
-            "data": {"name": dataset.name, "count": dataset.count, "sha256": dataset.fingerprint},
-            "steps": state.step, "seed": config.seed, "processes": dist.world_size,
-            "global_batch": config.batch_size * dist.world_size,
-            "wall_time_s": wall_before + time.perf_counter() - started,
-            "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
-            "loss_history": [float(np.mean(losses[i:i + stride])) for i in range(0, len(losses), stride)],
-            "loss_history_stride": stride, "loss_history_full": losses,
-            **{k: v for k, v in spec.info.items() if k != "data"},
-        }
-        info["data"].update(spec.info.get("data", {}))  # merged, so count and sha256 stay
-        save_checkpoint(run.checkpoint, state.ema.model, config.schedule, config.num_timesteps,
-                        config.prediction_type, info, model_card(run.path.name, info), tensors, meta)
-
-    stopping = False
-
-    def callback(event: TrainEvent, current: TrainState) -> None:
-        nonlocal last_save, gap, stopping
-        due = time.perf_counter() - last_save > gap
-        loss, stopping, save_now = dist.agree(event.loss, dist.active and should_stop(), due)
-        current.losses[-1] = loss
-        event = dataclasses.replace(event, loss=loss, images_per_second=event.images_per_second * dist.world_size)
-        if dist.is_main:
-            log.writerow([event.step, f"{event.loss:.5f}", f"{event.lr:.6g}", f"{event.images_per_second:.1f}"])
-            log_file.flush()  # so `tail -f log.csv` follows the run
-            if on_event is not None:
-                on_event(event)
-            if event.step % spec.preview_every == 0 or event.step == event.total_steps:
-                grid = media.image_grid(preview(current.ema.model, schedule, config.prediction_type,
-                                                spec.preview_count, prompt=spec.preview_prompt))
-                grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(
-                    run.samples / f"step_{event.step:06d}.png")
-                if spec.quality is not None:
-                    read_quality(run, spec, current, schedule, event.step)
-        if save_now:
-            if log_file is not None:
-                log_file.flush()
-            save()
-            last_save = time.perf_counter()
-            gap = min(2 * gap, spec.checkpoint_every_s)
-
-    def stop_now() -> bool:  # alone: the person's flag; on several processes: what they agreed on after a step
-        return stopping if dist.active else should_stop()
-
+    progress = _RunInProgress(run, spec, dataset, dist, state, NoiseSchedule.from_name(config.schedule,
+                              config.num_timesteps), wall_before, model_info, on_event, should_stop,
+                              CheckpointClock(spec.checkpoint_every_s))
     words = prior_words = None
     vocabulary = getattr(state.model, "vocabulary", None)
     if vocabulary is not None:
@@ -261,33 +250,28 @@ def run_training(
             raise ValueError("A prompt model trains on images with captions, and these have none.")
         words = dist.shard(vocabulary.batch(list(dataset.captions)))
         prior_words = vocabulary.batch(prior_captions) if prior_captions else None
+    progress.open_log()
     try:
-        train(state, dist.shard(dataset.images), schedule, config, callback, stop_now, prior,
-              augment=augmenter(config), model_fn=model_fn(dist.wrap(state.model)), words=words,
+        train(state, dist.shard(dataset.images), progress.schedule, config, progress.on_step, progress.stop_now,
+              prior, augment=augmenter(config), model_fn=model_fn(dist.wrap(state.model)), words=words,
               prior_words=prior_words)
     finally:
-        if log_file is not None:
-            log_file.close()
-        save()
+        progress.close_log()
+        progress.save()
     return run.checkpoint
 
 
 def read_quality(run: RunFolder, spec: RunSpec, state: TrainState, schedule: NoiseSchedule, step: int) -> None:
-    """Sample, read the quality against the held-out images, append it to quality.csv and replot progress.html."""
-    samples = preview(state.ema.model, schedule, spec.config.prediction_type, spec.quality_samples, seed=4321)
+    """Sample, read the quality against the held-out images, add it to quality.csv and replot progress.html."""
+    samples = preview(state.ema.model, schedule, spec.config.prediction_type, spec.quality_samples, seed=QUALITY_SEED,
+                      autoencoder=spec.autoencoder)
     reading = spec.quality.read(step, samples)
-    path = run.path / "quality.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(["step", "density", "coverage", "near_copies"])
-        writer.writerow([step, f"{reading.density:.4f}", f"{reading.coverage:.4f}", f"{reading.copies:.4f}"])
-    with open(path, newline="") as f:
-        readings = [(int(r["step"]), float(r["density"]), float(r["coverage"]), float(r["near_copies"]))
-                    for r in csv.DictReader(f)]
-    training_progress_figure(run.losses() or state.losses, readings).write_html(
-        run.path / "progress.html", include_plotlyjs=True)
+    run.append_quality({"step": step, "density": f"{reading.density:.4f}", "coverage": f"{reading.coverage:.4f}",
+                        "near_copies": f"{reading.copies:.4f}"})
+    readings = [(int(r["step"]), float(r["density"]), float(r["coverage"]), float(r["near_copies"]))
+                for r in run.quality_rows()]
+    training_progress_figure(run.losses() or state.losses, readings).write_html(run.progress_page,
+                                                                                include_plotlyjs=True)
 
 
 def resume_note(run_dir: str | Path, init_from: str | Path | None = None) -> str | None:

@@ -29,6 +29,24 @@ def session_dir(session: str | None) -> Path:
     return path
 
 
+def photos_dir(session_dir: Path) -> Path:
+    """Where a session's uploaded photos are kept (data.photos.keep_photos writes them as PNG files)."""
+    return session_dir / "photos"
+
+
+def exports_dir(session_dir: Path) -> Path:
+    """Where a session's downloads (zips of its models) are written."""
+    path = session_dir / "exports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def safe_name(text: str | None, default: str = "my-model") -> str:
+    """A name that is safe as a folder's: lower-case letters, digits and dashes, at most 40 characters."""
+    name = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")[:40].strip("-")
+    return name or default
+
+
 def remove_stale(max_age_seconds: float = MAX_AGE_SECONDS, now: float | None = None) -> list[Path]:
     """Delete session folders untouched for ``max_age_seconds``; returns what was removed."""
     now = time.time() if now is None else now

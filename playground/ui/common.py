@@ -3,16 +3,16 @@ session may use (the shipped ones and its own)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
 
-from playground.diffusion import NoiseSchedule
-from playground.diffusion.schedules import get_schedule
+from playground.checkpoints import CheckpointError
+from playground.data.images import ImageError
 from playground.services import model_catalog, workdir
-
-MAX_SEED = 2**63 - 1
 
 
 def problem(message: str, title: str = "Please check this") -> gr.Error:
@@ -21,8 +21,17 @@ def problem(message: str, title: str = "Please check this") -> gr.Error:
     return gr.Error(message, title=title, print_exception=False)
 
 
-def bad_file(message: str) -> gr.Error:
-    return problem(message, title="That file can't be used")
+@contextlib.contextmanager
+def toasts() -> Iterator[None]:
+    """Turn a service's one-sentence refusal (ValueError and its kinds) into the browser's toast, titled by kind."""
+    try:
+        yield
+    except ImageError as error:
+        raise problem(str(error), title="That file can't be used") from None
+    except CheckpointError as error:
+        raise problem(str(error), title="That model can't be used") from None
+    except ValueError as error:
+        raise problem(str(error)) from None
 
 
 def is_local() -> bool:
@@ -35,29 +44,11 @@ def session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "cli"
 
 
-def get_checked_schedule(name: str, num_timesteps, zero_snr: bool = False) -> NoiseSchedule:
-    """The schedule, or a toast with the core's sentence (Gradio's own checks usually refuse bad values first)."""
-    try:
-        return get_schedule(name, int(num_timesteps), bool(zero_snr))
-    except (TypeError, ValueError) as error:
-        raise problem(str(error) if isinstance(error, ValueError) else "T must be a whole number.") from None
-
-
-def check_seed(seed) -> int:
-    try:
-        value = int(seed)
-    except (TypeError, ValueError):
-        raise problem("The seed must be a whole number, such as 0 or 1234.") from None
-    if not 0 <= value <= MAX_SEED:
-        raise problem(f"The seed must be between 0 and {MAX_SEED}.")
-    return value
-
-
-# --- what each session may load, by name (services.model_catalog): the shared models plus the ones it trained ---
-
 def session_folder(request: gr.Request | None) -> Path:
     return workdir.session_dir(getattr(request, "session_hash", None))
 
+
+# --- what each session may load, by name (services.model_catalog): the shared models plus the ones it trained ---
 
 def model_choices(request: gr.Request | None) -> list[tuple[str, str]]:
     """(label, name) of the models this session may use: its own, newest first, then the shared ones."""
@@ -74,9 +65,7 @@ def model_label_for(name: str | None, request: gr.Request | None) -> str:
     return model_catalog.label(name, session_folder(request))
 
 
-def model_folder(name: str | None, request: gr.Request | None) -> Path:
-    """The folder behind a listed model name, or a toast: a request cannot name a path or another session's model."""
-    folder = model_catalog.resolve(name, session_folder(request))
-    if folder is None:
-        raise problem("That model is not available here; pick one from the list.")
-    return folder
+def checkpoint_for(name: str | None, request: gr.Request | None):
+    """The loaded model behind a listed name, or a toast: a request cannot name a path or another session's model."""
+    with toasts():
+        return model_catalog.resolve_checkpoint(name, session_folder(request))

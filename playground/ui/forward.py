@@ -11,18 +11,19 @@ import gradio as gr
 from playground import media
 from playground.data.images import FORMATS, MAX_FILE_BYTES, MAX_PIXELS, ImageError
 from playground.diffusion import BETA_SCHEDULES
+from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
 from playground.services import workdir
 from playground.services.photo_noising import (
+    FORWARD_GIF_STEPS,
     RESOLUTIONS,
     formula_markdown,
     forward_gif,
     forward_strip,
     level_numbers,
     load_x0,
-    make_noise,
-    noise_photo,
+    noise_request,
 )
-from playground.ui.common import bad_file, check_seed, get_checked_schedule, problem
+from playground.ui.common import session_folder, toasts
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
@@ -40,16 +41,9 @@ of noise.
 
 def _noised(photo, schedule_name, num_timesteps, t, seed, resolution, zero_snr):
     """Check the values and noise the photo (the bundled landscape when there is none)."""
-    schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
-    seed = check_seed(seed)
-    try:
-        x0 = load_x0(photo or DEFAULT_EXAMPLE, int(resolution))
-    except ImageError as error:
-        raise bad_file(str(error)) from None
-    except ValueError as error:
-        raise problem(str(error)) from None
-    t = min(max(int(t), 0), schedule.num_timesteps - 1)  # a T change can race the slider: clamp
-    noised = noise_photo(x0, schedule, t, seed)
+    with toasts():
+        noised, schedule = noise_request(photo or DEFAULT_EXAMPLE, schedule_name, num_timesteps, t, seed, resolution,
+                                         zero_snr)
     caption = formula_markdown(noised.level) + ("" if photo else "\n\n" + SHOWING_EXAMPLE)
     return noised, schedule, caption, level_numbers(schedule, noised.level)
 
@@ -85,19 +79,12 @@ def noise_gif(
     request: gr.Request,
 ):
     """A GIF of x_0 -> x_T for this photo, schedule and seed; returned twice (to show and to download)."""
-    schedule = get_checked_schedule(schedule_name, num_timesteps, zero_snr)
-    seed = check_seed(seed)
-    photo = photo or DEFAULT_EXAMPLE
-    try:
-        x0 = load_x0(photo, int(resolution))
-    except ImageError as error:
-        raise bad_file(str(error)) from None
+    noised, schedule, _, _ = _noised(photo, schedule_name, num_timesteps, 0, seed, resolution, zero_snr)
     workdir.remove_stale()
-    folder = workdir.session_dir(getattr(request, "session_hash", None))
-    path = folder / f"forward-{schedule.name}-T{schedule.num_timesteps}-{uuid.uuid4().hex[:8]}.gif"
+    path = session_folder(request) / f"forward-{schedule.name}-T{schedule.num_timesteps}-{uuid.uuid4().hex[:8]}.gif"
     started = time.perf_counter()
-    forward_gif(x0, make_noise(tuple(x0.shape), seed), schedule, path)
-    gr.Info(f"GIF ready: 61 frames in {time.perf_counter() - started:.1f} s.")
+    forward_gif(noised.x0, noised.noise, schedule, path)
+    gr.Info(f"GIF ready: {FORWARD_GIF_STEPS + 1} frames in {time.perf_counter() - started:.1f} s.")
     return str(path), str(path)
 
 
@@ -140,7 +127,7 @@ def build(demo: gr.Blocks) -> None:
             gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo],
                         label="Examples (drawn by our code; the dog is Noto Color Emoji, OFL 1.1)")
             schedule = gr.Dropdown(list(BETA_SCHEDULES), value="linear", label="Schedule", elem_id="forward-schedule")
-            num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)",
+            num_timesteps = gr.Slider(MIN_TIMESTEPS, MAX_TIMESTEPS, value=1000, step=10, label="T (number of steps)",
                                       elem_id="forward-T")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="Seed for eps", minimum=0)
@@ -167,7 +154,7 @@ def build(demo: gr.Blocks) -> None:
             with gr.Accordion("The numbers (JSON)", open=False):
                 numbers = gr.JSON(label="Noise level at t")
             with gr.Accordion("The whole forward process as a GIF", open=False):
-                gif_button = gr.Button("Make the GIF (61 frames)", variant="secondary")
+                gif_button = gr.Button(f"Make the GIF ({FORWARD_GIF_STEPS + 1} frames)", variant="secondary")
                 with gr.Row():
                     gif = gr.Image(label="Forward process", interactive=False, elem_id="forward-gif", height=300)
                     gif_file = gr.File(label="Download the GIF", interactive=False)

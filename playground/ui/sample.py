@@ -4,39 +4,29 @@ from __future__ import annotations
 
 import random
 import uuid
+from types import SimpleNamespace
 
 import gradio as gr
 
-from playground.checkpoints import CheckpointError
-from playground.services import workdir
-from playground.services.image_sampling import (
-    COMPARISON,
-    DEFAULT_GUIDANCE,
-    MAX_GUIDANCE,
-    MAX_IMAGES,
-    PLAIN_SAMPLING,
-    PROMPT_SAMPLING,
-    SAMPLER_LABELS,
-    SWEEP_SCALES,
-    SamplerRun,
-    check_prompt,
-    check_settings,
-    compare_samplers,
-    get_checkpoint,
-    grid_picture,
-    guidance_markdown,
-    guidance_sweep,
-    prompt_suggestions,
-    save_animation,
-    stream_sampling,
-)
+from playground import media
+from playground.services import image_sampling as sampling
+from playground.services.checks import check_seed
 from playground.services.jobs import JobBusy, JobRegistry
-from playground.ui.common import check_seed, model_folder, model_label_for, problem, session_key, shared_model_choices
+from playground.services.prompting import MAX_GUIDANCE, prompt_suggestions
+from playground.ui.common import (
+    checkpoint_for,
+    model_label_for,
+    problem,
+    session_folder,
+    session_key,
+    shared_model_choices,
+    toasts,
+)
 
 COMPARE_IMAGES = 4
-SWEEP_IMAGES = 4
 SWEEP_NOTES = {0.0: "unconditional", 1.0: "plain conditional"}
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+SAMPLER_CHOICES = [(label, name) for name, label in sampling.SAMPLER_LABELS.items()]
 
 JOBS = JobRegistry("sampling")
 
@@ -52,47 +42,37 @@ difference, by the guidance scale s.
 """
 
 
-def _folder(name: str | None, request: gr.Request | None = None):
-    """The folder behind a listed model name (names only: the page never sees a server folder)."""
+def guidance_markdown(parts: sampling.GuidanceParts, t: int) -> str:
+    """Classifier-free guidance's formula, then this step's sizes in it, as Markdown with LaTeX (fits a phone)."""
+    s = f"{parts.scale:g}"
+    return (
+        "$$\\tilde\\epsilon = \\epsilon(x_t, \\varnothing) + s\\,\\big(\\epsilon(x_t, c) - "
+        "\\epsilon(x_t, \\varnothing)\\big)$$\n\n"
+        f"At t = {t}, s = {s}, sizes as RMS per pixel (pure noise is 1): "
+        f"$\\lVert\\epsilon(\\varnothing)\\rVert = {parts.uncond:.3f}$, "
+        f"$\\lVert\\epsilon(c)\\rVert = {parts.cond:.3f}$, "
+        f"$\\lVert\\epsilon(c) - \\epsilon(\\varnothing)\\rVert = {parts.difference:.3f}$ "
+        f"(× {s}), $\\lVert\\tilde\\epsilon\\rVert = {parts.guided:.3f}$."
+    )
+
+
+def checkpoint_info(name: str | None, request: gr.Request) -> str:
+    """A one-paragraph summary of the model."""
     if not name:
-        raise problem("No model is installed yet: checkpoints/ has none. Train one in the Train tab or with "
-                      "`python -m playground train`.")
-    return model_folder(name, request)
+        return "No model found."
+    return sampling.describe(checkpoint_for(name, request), model_label_for(name, request))
 
 
-def _checkpoint(name: str | None, request: gr.Request | None = None):
-    try:
-        return get_checkpoint(_folder(name, request))
-    except CheckpointError as error:
-        raise problem(str(error), title="That model can't be used") from None
-
-
-def checkpoint_info(path: str | None, request: gr.Request) -> str:
-    """A one-paragraph summary of the checkpoint from its playground.json."""
-    if not path:
-        return "No checkpoint found."
-    checkpoint = _checkpoint(path, request)
-    info = checkpoint.info
-    data = info.get("data", {})
-    colour = "greyscale" if checkpoint.channels == 1 else "colour"
-    parts = [f"**{model_label_for(path, request)}**: {checkpoint.resolution}×{checkpoint.resolution} px {colour}, "
-             f"{sum(p.numel() for p in checkpoint.unet.parameters()) / 1e6:.1f} M parameters, "
-             f"{checkpoint.schedule.name} schedule (T = {checkpoint.schedule.num_timesteps}), "
-             f"predicts {checkpoint.prediction_type}."]
-    if info:
-        parts.append(f"Trained {info.get('steps')} steps on {data.get('count')} images ({data.get('name')}).")
-    return " ".join(parts)
-
-
-def prompt_controls(path: str | None, sampler: str | None = None, steps: int | None = None,
+def prompt_controls(name: str | None, sampler: str | None = None, steps: int | None = None,
                     request: gr.Request = None):
     """The prompt box and guidance slider: usable for a prompt model; disabled, with the reason, for the others.
     A sampler and steps still at the other kind's defaults move to this kind's (a prompt model: PROMPT_SAMPLING,
     ancestral DDPM, which follows prompts better; any other: PLAIN_SAMPLING, DPM-Solver++); ones a person chose
     stay."""
-    checkpoint = _checkpoint(path, request) if path else None
+    checkpoint = checkpoint_for(name, request) if name else None
     prompted = checkpoint is not None and checkpoint.vocabulary is not None
-    wanted, other = (PROMPT_SAMPLING, PLAIN_SAMPLING) if prompted else (PLAIN_SAMPLING, PROMPT_SAMPLING)
+    wanted, other = ((sampling.PROMPT_SAMPLING, sampling.PLAIN_SAMPLING) if prompted else
+                     (sampling.PLAIN_SAMPLING, sampling.PROMPT_SAMPLING))
     sampler_update, steps_update = gr.Radio(), gr.Slider()
     if checkpoint is not None and steps is not None and (sampler, int(steps)) == other:
         sampler_update = gr.Radio(value=wanted[0])
@@ -101,106 +81,84 @@ def prompt_controls(path: str | None, sampler: str | None = None, steps: int | N
         return (gr.Textbox(interactive=True, placeholder="e.g. red heart, cat, crescent moon"),
                 gr.Slider(interactive=True),
                 f"This model knows {len(checkpoint.vocabulary)} words. " + prompt_suggestions(checkpoint, "") +
-                f"\n\n*Prompt models start on DDPM, {PROMPT_SAMPLING[1]} steps: its fresh noise at every step lets "
-                "guidance keep steering, so more pictures follow the words than with a deterministic sampler.*",
-                sampler_update, steps_update)
-    name = model_label_for(path, request) if path else "This model"
+                f"\n\n*Prompt models start on DDPM, {sampling.PROMPT_SAMPLING[1]} steps: its fresh noise at every "
+                "step lets guidance keep steering, so more pictures follow the words than with a deterministic "
+                "sampler.*", sampler_update, steps_update)
+    label = model_label_for(name, request) if name else "This model"
     return (gr.Textbox(interactive=False, value="", placeholder="this model takes no prompt"),
             gr.Slider(interactive=False),
-            f"*{name} was trained without prompts, so it draws from everything it learned and the prompt box is off. "
-            "Choose a prompt model (such as emoji32-prompts) to steer it with words.*",
+            f"*{label} was trained without prompts, so it draws from everything it learned and the prompt box is "
+            "off. Choose a prompt model (such as emoji32-prompts) to steer it with words.*",
             sampler_update, steps_update)
 
 
-def suggest(path: str | None, prompt: str, request: gr.Request) -> str:
-    if not path:
-        return ""
-    return prompt_suggestions(_checkpoint(path, request), prompt)
+def suggest(name: str | None, prompt: str, request: gr.Request) -> str:
+    return prompt_suggestions(checkpoint_for(name, request), prompt) if name else ""
 
 
-def _prompt(checkpoint, prompt: str | None, guidance) -> tuple[str, float]:
-    try:
-        return check_prompt(checkpoint, prompt, guidance)
-    except ValueError as error:
-        raise problem(str(error)) from None
-
-
-def steps_range(path: str | None, steps: int, request: gr.Request):
-    """Keep the steps slider within 1..T of the chosen checkpoint."""
-    if not path:
+def steps_range(name: str | None, steps: int, request: gr.Request):
+    """Keep the steps slider within 1..T of the chosen model."""
+    if not name:
         return gr.Slider()
-    T = _checkpoint(path, request).schedule.num_timesteps
+    T = checkpoint_for(name, request).schedule.num_timesteps
     return gr.Slider(maximum=T, value=min(int(steps), T))
 
 
-def sample(path: str | None, sampler: str, steps: int, count: int, seed: int, eta: float, prompt: str = "",
-           guidance: float = DEFAULT_GUIDANCE, request: gr.Request = None, progress=gr.Progress()):
+def _ended(update: sampling.SamplingProgress, request: sampling.SampleRequest, frames: list, files: list) -> str:
+    step = update.step
+    if update.stopped:
+        return (f"Stopped at step {step.index + 1} of {request.steps} (t = {step.t}) after {update.seconds:.1f} s: "
+                f"the samples x_t as they were and the model's guess x̂₀ from them. The animation so far has "
+                f"{len(frames)} frames.")
+    followed = f" for “{request.prompt}” at guidance {request.guidance:g}" if request.prompt else ""
+    decoder = (f" The decoder took {update.decode_seconds:.1f} s of it (the result and the {len(frames)} frames "
+               "shown or kept)." if update.decode_seconds else "")
+    return (f"Done: {request.count} images{followed}, {sampling.SAMPLER_LABELS[request.sampler]} {request.steps} "
+            f"steps in {update.seconds:.1f} s ({request.count / update.seconds:.1f} images/s). The animation has "
+            f"{len(frames)} frames.{decoder}")
+
+
+def sample(name: str | None, sampler: str, steps: int, count: int, seed: int, eta: float, prompt: str = "",
+           guidance: float = sampling.DEFAULT_GUIDANCE, request: gr.Request = None, progress=gr.Progress()):
     """Stream the reverse process: x_t and predicted-x_0 grids and the status; at the end, the animation. With a
     prompt, the guidance equation with each step's numbers."""
-    checkpoint = _checkpoint(path, request)
+    with toasts():
+        order = sampling.sample_request(name, session_folder(request), sampler, steps, count, seed, eta, prompt,
+                                        guidance)
+    frames, equation, update = [], "", None
     try:
-        steps, count, eta = check_settings(checkpoint, sampler, steps, count, eta)
-    except ValueError as error:
-        raise problem(str(error)) from None
-    prompt, guidance = _prompt(checkpoint, prompt, guidance)
-    seed = check_seed(seed)
-    key = session_key(request)
-    frames = []
-    equation = ""
-    try:
-        with JOBS.run(key) as job:
-            for update in stream_sampling(str(checkpoint.path), sampler, steps, count, seed, eta, job.should_stop,
-                                          prompt, guidance):
+        with JOBS.run(session_key(request)) as job:
+            for update in sampling.stream_sampling(order, job.stop_requested):
                 frames += update.new_frames
                 step = update.step
                 if update.guidance is not None:
                     equation = guidance_markdown(update.guidance, step.t)
-                progress((step.index + 1, step.num_steps), desc=f"{SAMPLER_LABELS[sampler]} · t = {step.t}",
+                progress((step.index + 1, step.num_steps), desc=f"{sampling.SAMPLER_LABELS[sampler]} · t = {step.t}",
                          unit="steps")
                 if not (update.done or update.stopped):
-                    status = f"Step {step.index + 1} of {steps} · t = {step.t} · {update.seconds:.1f} s"
-                    yield (grid_picture(step.x_t), grid_picture(step.pred_x0), status, gr.skip(), gr.skip(),
-                           equation)
+                    status = f"Step {step.index + 1} of {order.steps} · t = {step.t} · {update.seconds:.1f} s"
+                    yield (media.grid_picture(update.x_t), media.grid_picture(update.pred_x0), status, gr.skip(),
+                           gr.skip(), equation)
     except JobBusy as error:
         raise problem(str(error)) from None
-    followed = f" for “{prompt}” at guidance {guidance:g}" if prompt else ""
-    folder = workdir.session_dir(key)
-    files = save_animation(frames, folder / f"sampling-{sampler}-{steps}-seed{seed}-{uuid.uuid4().hex[:6]}")
-    label = SAMPLER_LABELS[sampler]
-    if update.stopped:
-        status = (f"Stopped at step {step.index + 1} of {steps} (t = {step.t}) after {update.seconds:.1f} s: the "
-                  f"samples x_t as they were and the model's guess x̂₀ from them. The animation so far "
-                  f"has {len(frames)} frames.")
-        yield (grid_picture(step.x_t), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files],
-               equation)
-        return
-    status = (f"Done: {count} images{followed}, {label} {steps} steps in {update.seconds:.1f} s "
-              f"({count / update.seconds:.1f} images/s). The animation has {len(frames)} frames.")
-    yield (grid_picture(update.result), grid_picture(step.pred_x0), status, str(files[0]), [str(f) for f in files],
-           equation)
+    stem = session_folder(request) / f"sampling-{sampler}-{order.steps}-seed{order.seed}-{uuid.uuid4().hex[:6]}"
+    files = [str(f) for f in media.save_animation(frames, stem.with_suffix(".gif"), stem.with_suffix(".mp4"))]
+    shown = update.x_t if update.stopped else update.result
+    yield (media.grid_picture(shown), media.grid_picture(update.pred_x0), _ended(update, order, frames, files),
+           files[0], files, equation)
 
 
-def sweep(path: str | None, prompt: str, sampler: str, steps: int, seed: int, request: gr.Request,
+def sweep(name: str | None, prompt: str, sampler: str, steps: int, seed: int, request: gr.Request,
           progress=gr.Progress()):
     """The same seed at guidance 0, 1, 2, 4 and 7: a gallery of (grid, "s = ...") pairs."""
-    checkpoint = _checkpoint(path, request)
-    if checkpoint.vocabulary is None:
-        raise problem(f"{model_label_for(path, request)} was trained without prompts, so there is no guidance to "
-                      "sweep; choose a prompt model.")
-    if not (prompt or "").strip():
-        raise problem("Type a prompt first: the sweep shows how the guidance scale changes what it draws.")
-    try:
-        steps, _, _ = check_settings(checkpoint, sampler, steps, SWEEP_IMAGES)
-    except ValueError as error:
-        raise problem(str(error)) from None
-    prompt, _ = _prompt(checkpoint, prompt, DEFAULT_GUIDANCE)
-    seed = check_seed(seed)
+    with toasts():
+        order = sampling.sweep_request(name, session_folder(request), prompt, sampler, steps, seed)
     gallery = []
-    progress(0, desc=f"s = {SWEEP_SCALES[0]:g}")
-    for scale, images in guidance_sweep(str(checkpoint.path), prompt, sampler, steps, SWEEP_IMAGES, seed):
+    progress(0, desc=f"s = {sampling.SWEEP_SCALES[0]:g}")
+    for scale, images in sampling.guidance_sweep(order):
         note = SWEEP_NOTES.get(scale)
-        gallery.append((grid_picture(images, display=256), f"s = {scale:g}" + (f" ({note})" if note else "")))
-        progress(len(gallery) / len(SWEEP_SCALES), desc=f"s = {scale:g}")
+        gallery.append((media.grid_picture(images, display=256), f"s = {scale:g}" + (f" ({note})" if note else "")))
+        progress(len(gallery) / len(sampling.SWEEP_SCALES), desc=f"s = {scale:g}")
     return gallery
 
 
@@ -209,100 +167,118 @@ def prepare(request: gr.Request) -> None:
 
 
 def stop(request: gr.Request) -> str:
-    if JOBS.stop(session_key(request)):
+    if JOBS.request_stop(session_key(request)):
         return "Stopping after this step…"
     return "Nothing is sampling in this session."
 
 
-def compare(path: str | None, seed: int, request: gr.Request, progress=gr.Progress()):
+def compare(name: str | None, seed: int, request: gr.Request, progress=gr.Progress()):
     """The same seed and starting noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20, with their times."""
-    folder = str(_checkpoint(path, request).path)
-    seed = check_seed(seed)
+    folder = str(checkpoint_for(name, request).path)
+    with toasts():
+        seed = check_seed(seed)
     pictures, rows = [], []
-    for item in compare_samplers(folder, seed, COMPARE_IMAGES):
-        if isinstance(item, SamplerRun):
-            pictures.append(grid_picture(item.images, display=256))
-            rows.append([SAMPLER_LABELS[item.sampler], item.steps, round(item.seconds, 2),
+    for item in sampling.compare_samplers(folder, seed, COMPARE_IMAGES):
+        if isinstance(item, sampling.SamplerRun):
+            pictures.append(media.grid_picture(item.images, display=256))
+            rows.append([sampling.SAMPLER_LABELS[item.sampler], item.steps, round(item.seconds, 2),
                          round(item.steps / item.seconds, 1)])
         else:
             progress(item, desc="DDPM, DDIM, DPM-Solver++")
     return pictures[0], pictures[1], pictures[2], rows
 
 
-def build(demo: gr.Blocks) -> gr.Dropdown:
-    """The tab; returns its model dropdown, which the Train tab updates with the session's own models."""
+def _controls() -> SimpleNamespace:
+    """The left column: the model, the sampler and its settings, the prompt, the seed and the buttons."""
     choices = shared_model_choices()
-    gr.Markdown(INTRO)
+    c = SimpleNamespace()
+    c.checkpoint = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model",
+                               elem_id="sample-checkpoint")
+    c.info = gr.Markdown(elem_id="sample-info")
+    c.sampler = gr.Radio(SAMPLER_CHOICES, value=sampling.PLAIN_SAMPLING[0], label="Sampler", elem_id="sample-sampler")
+    c.steps = gr.Slider(1, 1000, value=sampling.PLAIN_SAMPLING[1], step=1, label="Steps", elem_id="sample-steps")
+    c.eta = gr.Slider(0, 1, value=0, step=0.05, label="η (DDIM only: 0 deterministic, 1 like DDPM)")
+    c.count = gr.Slider(1, sampling.MAX_IMAGES, value=16, step=1, label="Images", elem_id="sample-count")
+    c.prompt = gr.Textbox("", label="Prompt (words from emoji names)", max_lines=1, elem_id="sample-prompt",
+                          interactive=False)
+    c.prompt_note = gr.Markdown(elem_id="sample-prompt-note")
+    c.guidance = gr.Slider(0, MAX_GUIDANCE, value=sampling.DEFAULT_GUIDANCE, step=0.5, interactive=False,
+                           label="Guidance scale s (0: ignore the prompt, 1: follow it plainly, more: closer)",
+                           elem_id="sample-guidance")
     with gr.Row():
-        with gr.Column(scale=1, min_width=280):
-            checkpoint = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model",
-                                     elem_id="sample-checkpoint")
-            info = gr.Markdown(elem_id="sample-info")
-            sampler = gr.Radio([(label, name) for name, label in SAMPLER_LABELS.items()], value=PLAIN_SAMPLING[0],
-                               label="Sampler", elem_id="sample-sampler")
-            steps = gr.Slider(1, 1000, value=PLAIN_SAMPLING[1], step=1, label="Steps", elem_id="sample-steps")
-            eta = gr.Slider(0, 1, value=0, step=0.05, label="η (DDIM only: 0 deterministic, 1 like DDPM)")
-            count = gr.Slider(1, MAX_IMAGES, value=16, step=1, label="Images", elem_id="sample-count")
-            prompt = gr.Textbox("", label="Prompt (words from emoji names)", max_lines=1, elem_id="sample-prompt",
-                                interactive=False)
-            prompt_note = gr.Markdown(elem_id="sample-prompt-note")
-            guidance = gr.Slider(0, MAX_GUIDANCE, value=DEFAULT_GUIDANCE, step=0.5, interactive=False,
-                                 label="Guidance scale s (0: ignore the prompt, 1: follow it plainly, more: closer)",
-                                 elem_id="sample-guidance")
-            with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="sample-seed", scale=3)
-                dice = gr.Button("🎲 Random seed", scale=2)
-            with gr.Row():
-                go_button = gr.Button("Generate", variant="primary", elem_id="sample-generate")
-                stop_button = gr.Button("Stop", elem_id="sample-stop")
-        with gr.Column(scale=3):
-            status = gr.Markdown("Press Generate.", elem_id="sample-status")
-            equation = gr.Markdown("", latex_delimiters=LATEX, elem_id="sample-equation")
-            with gr.Row(elem_classes=["side-by-side"]):
-                x_t = gr.Image(label="x_t", format="png", interactive=False,
-                               elem_classes=["pixelated"], elem_id="sample-xt", min_width=140)
-                pred_x0 = gr.Image(label="x̂₀ (predicted)", format="png", interactive=False,
-                                   elem_classes=["pixelated"], elem_id="sample-x0", min_width=140)
-            with gr.Accordion("The animation (when it ends or you stop it)", open=True):
-                with gr.Row():
-                    animation = gr.Image(label="Animation: x_t | x̂₀",
-                                         interactive=False, elem_id="sample-animation", height=220, min_width=200)
-                    gif = gr.File(label="Download: GIF and MP4 (about 60 frames)", file_count="multiple",
-                                  interactive=False, elem_id="sample-gif", min_width=200)
+        c.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="sample-seed", scale=3)
+        c.dice = gr.Button("🎲 Random seed", scale=2)
+    with gr.Row():
+        c.go = gr.Button("Generate", variant="primary", elem_id="sample-generate")
+        c.stop = gr.Button("Stop", elem_id="sample-stop")
+    return c
+
+
+def _pictures(c: SimpleNamespace) -> None:
+    """The right column: the status, the guidance equation, x_t and x̂₀, and the animation."""
+    c.status = gr.Markdown("Press Generate.", elem_id="sample-status")
+    c.equation = gr.Markdown("", latex_delimiters=LATEX, elem_id="sample-equation")
+    with gr.Row(elem_classes=["side-by-side"]):
+        c.x_t = gr.Image(label="x_t", format="png", interactive=False, elem_classes=["pixelated"],
+                         elem_id="sample-xt", min_width=140)
+        c.pred_x0 = gr.Image(label="x̂₀ (predicted)", format="png", interactive=False, elem_classes=["pixelated"],
+                             elem_id="sample-x0", min_width=140)
+    with gr.Accordion("The animation (when it ends or you stop it)", open=True), gr.Row():
+        c.animation = gr.Image(label="Animation: x_t | x̂₀", interactive=False, elem_id="sample-animation",
+                               height=220, min_width=200)
+        c.gif = gr.File(label="Download: GIF and MP4 (about 60 frames)", file_count="multiple", interactive=False,
+                        elem_id="sample-gif", min_width=200)
+
+
+def _comparisons(c: SimpleNamespace) -> None:
+    """The two accordions below: the sampler comparison and the guidance sweep."""
     with gr.Accordion("Compare samplers: the same noise through DDPM 1000, DDIM 50 and DPM-Solver++ 20", open=False):
-        compare_button = gr.Button(f"Compare ({COMPARE_IMAGES} images; DDPM 1000 takes a while on a CPU)",
-                                   elem_id="sample-compare")
+        c.compare = gr.Button(f"Compare ({COMPARE_IMAGES} images; DDPM 1000 takes a while on a CPU)",
+                              elem_id="sample-compare")
         with gr.Row():
-            pictures = [gr.Image(label=f"{SAMPLER_LABELS[name]} {n} steps", format="png", interactive=False,
-                                 elem_classes=["pixelated"]) for name, n in COMPARISON]
-        table = gr.Dataframe(headers=["sampler", "steps", "seconds", "steps/s"], interactive=False)
+            c.compared = [gr.Image(label=f"{sampling.SAMPLER_LABELS[name]} {n} steps", format="png",
+                                   interactive=False, elem_classes=["pixelated"]) for name, n in sampling.COMPARISON]
+        c.table = gr.Dataframe(headers=["sampler", "steps", "seconds", "steps/s"], interactive=False)
     with gr.Accordion("Guidance sweep: the same seed at s = 0, 1, 2, 4 and 7 (prompt models)", open=False):
         gr.Markdown("At s = 0 the prompt is ignored (the unconditional model); at 1 the model follows it as trained; "
                     "higher scales push along ε(c) − ε(∅): the pictures match the prompt more closely and vary less, "
                     "and very high scales overshoot into harsh colours.")
-        sweep_button = gr.Button(f"Sweep ({SWEEP_IMAGES} images at each scale)", elem_id="sample-sweep")
-        sweep_gallery = gr.Gallery(label="Guidance sweep", columns=len(SWEEP_SCALES), height="auto",
-                                   elem_id="sample-sweep-gallery", elem_classes=["pixelated"])
+        c.sweep = gr.Button(f"Sweep ({sampling.SWEEP_IMAGES} images at each scale)", elem_id="sample-sweep")
+        c.sweep_gallery = gr.Gallery(label="Guidance sweep", columns=len(sampling.SWEEP_SCALES), height="auto",
+                                     elem_id="sample-sweep-gallery", elem_classes=["pixelated"])
 
-    gr.on([demo.load, checkpoint.change], checkpoint_info, [checkpoint], [info], api_name="sample_info")
-    gr.on([demo.load, checkpoint.change], prompt_controls, [checkpoint, sampler, steps],
-          [prompt, guidance, prompt_note, sampler, steps],
+
+def _wire(demo: gr.Blocks, c: SimpleNamespace) -> None:
+    gr.on([demo.load, c.checkpoint.change], checkpoint_info, [c.checkpoint], [c.info], api_name="sample_info")
+    gr.on([demo.load, c.checkpoint.change], prompt_controls, [c.checkpoint, c.sampler, c.steps],
+          [c.prompt, c.guidance, c.prompt_note, c.sampler, c.steps],
           api_name="sample_prompt_controls", api_visibility="undocumented")
-    prompt.input(suggest, [checkpoint, prompt], [prompt_note], api_name="sample_prompt_words", queue=False,
-                 trigger_mode="always_last",
-                 show_progress="hidden")
+    c.prompt.input(suggest, [c.checkpoint, c.prompt], [c.prompt_note], api_name="sample_prompt_words", queue=False,
+                   trigger_mode="always_last", show_progress="hidden")
     # Not queued: the slider's range is right before a person (or a test) moves it.
-    checkpoint.change(steps_range, [checkpoint, steps], [steps], api_name="sample_steps_range",
-                      api_visibility="undocumented", queue=False)
-    dice.click(lambda: random.randint(0, 2**31 - 1), None, [seed], api_name="sample_random_seed", queue=False)
+    c.checkpoint.change(steps_range, [c.checkpoint, c.steps], [c.steps], api_name="sample_steps_range",
+                        api_visibility="undocumented", queue=False)
+    c.dice.click(lambda: random.randint(0, 2**31 - 1), None, [c.seed], api_name="sample_random_seed", queue=False)
     # Prepare a fresh job (clearing an old Stop) before the work queues, so a Stop pressed while it waits counts.
-    go_button.click(prepare, None, None, queue=False, api_name="sample_prepare", api_visibility="private").then(
-        sample, [checkpoint, sampler, steps, count, seed, eta, prompt, guidance],
-        [x_t, pred_x0, status, animation, gif, equation],
-        api_name="sample", concurrency_limit=1, concurrency_id="heavy", show_progress_on=[status])
-    stop_button.click(stop, None, [status], api_name="sample_stop", queue=False)
-    compare_button.click(compare, [checkpoint, seed], [*pictures, table], api_name="sample_compare",
-                         concurrency_limit=1, concurrency_id="heavy")
-    sweep_button.click(sweep, [checkpoint, prompt, sampler, steps, seed], [sweep_gallery], api_name="sample_sweep",
-                       concurrency_limit=1, concurrency_id="heavy")
-    return checkpoint
+    c.go.click(prepare, None, None, queue=False, api_name="sample_prepare", api_visibility="private").then(
+        sample, [c.checkpoint, c.sampler, c.steps, c.count, c.seed, c.eta, c.prompt, c.guidance],
+        [c.x_t, c.pred_x0, c.status, c.animation, c.gif, c.equation],
+        api_name="sample", concurrency_limit=1, concurrency_id="heavy", show_progress_on=[c.status])
+    c.stop.click(stop, None, [c.status], api_name="sample_stop", queue=False)
+    c.compare.click(compare, [c.checkpoint, c.seed], [*c.compared, c.table], api_name="sample_compare",
+                    concurrency_limit=1, concurrency_id="heavy")
+    c.sweep.click(sweep, [c.checkpoint, c.prompt, c.sampler, c.steps, c.seed], [c.sweep_gallery],
+                  api_name="sample_sweep", concurrency_limit=1, concurrency_id="heavy")
+
+
+def build(demo: gr.Blocks) -> gr.Dropdown:
+    """The tab; returns its model dropdown, which the Train tab updates with the session's own models."""
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            c = _controls()
+        with gr.Column(scale=3):
+            _pictures(c)
+    _comparisons(c)
+    _wire(demo, c)
+    return c.checkpoint

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gradio as gr
 
 from playground.diffusion import BETA_SCHEDULES
+from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
 from playground.plots import SUMMARY_HEADERS, schedule_figures, schedule_summary, schedule_warnings
-from playground.ui.common import get_checked_schedule, problem
+from playground.services.checks import check_schedules
+from playground.ui.common import toasts
 
 EXPLAIN = """
 **β_t** is the share of the variance replaced by fresh noise at step *t*.
@@ -27,15 +29,10 @@ line stops), matching what sampling starts from.
 
 def schedule(names: list[str], num_timesteps: int, zero_snr: bool):
     """Three overlaid figures and a table of key numbers for the chosen schedules."""
-    names = list(names or [])
-    unknown = [n for n in names if n not in BETA_SCHEDULES]
-    if unknown:
-        raise problem(f"Unknown schedule {unknown[0]!r}; choose from {', '.join(BETA_SCHEDULES)}.")
     if not names:
         gr.Warning("Pick at least one schedule to plot.")
-    schedules = [get_checked_schedule(n, num_timesteps) for n in names]
-    if zero_snr:
-        schedules += [get_checked_schedule(n, num_timesteps, True) for n in names]
+    with toasts():
+        schedules = check_schedules(list(names or []), num_timesteps, zero_snr)
     beta, alpha_bar, log_snr = schedule_figures(schedules)
     notes = "\n\n".join(f"⚠️ {note}" for note in schedule_warnings(schedules))
     return beta, alpha_bar, log_snr, schedule_summary(schedules), notes
@@ -46,8 +43,8 @@ def build(demo: gr.Blocks) -> None:
     with gr.Row():
         names = gr.CheckboxGroup(list(BETA_SCHEDULES), value=["linear", "cosine"], label="Schedules",
                                  elem_id="schedule-names", scale=2)
-        num_timesteps = gr.Slider(10, 4000, value=1000, step=10, label="T (number of steps)", scale=2,
-                                  elem_id="schedule-T")
+        num_timesteps = gr.Slider(MIN_TIMESTEPS, MAX_TIMESTEPS, value=1000, step=10, label="T (number of steps)",
+                                  scale=2, elem_id="schedule-T")
         zero_snr = gr.Checkbox(False, label="Also show each rescaled to zero terminal SNR (dashed)", scale=1)
     with gr.Row():
         alpha_bar = gr.Plot(label="alpha-bar", elem_id="schedule-alpha-bar")

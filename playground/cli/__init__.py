@@ -1,0 +1,22 @@
+"""The command line: ``python -m playground {noise,schedule,sample,train,autoencoder,toy} ...``; the same services as
+the tabs, the same checks and sentences. Bad input prints one sentence and exits with status 2."""
+
+from __future__ import annotations
+
+import sys
+
+from playground.cli.parsers import build_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from playground.cli import commands, training
+    from playground.data.images import ImageError
+
+    args = build_parser().parse_args(argv)
+    run = {"noise": commands.run_noise, "schedule": commands.run_schedule, "sample": commands.run_sample,
+           "toy": commands.run_toy, "train": training.run_train, "autoencoder": training.run_autoencoder}
+    try:
+        return run[args.command](args)
+    except (ImageError, ValueError, FileNotFoundError) as error:  # a sentence for the person, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
