@@ -102,3 +102,12 @@ def test_density_and_coverage_rank_copies_blurs_noise_and_collapse():
     assert copy_share(fresh[100:200], real, threshold) < 0.15 and copy_share(real[:50], real, threshold) == 1.0
     noisy_copies = real[:50] + 0.05 * torch.randn(50, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     assert copy_share(noisy_copies, real, threshold) == 1.0
+
+
+@pytest.mark.parametrize("extra, sentence", [(["--prompts"], "a folder of images has no captions"),
+                                             (["--quality-samples", "-1"], "--quality-samples must be 0"),
+                                             (["--word-focus-min-t", "400"], "give it with --prompts --word-focus")])
+def test_arguments_are_checked_before_the_folder_is_read(tmp_path, capsys, extra, sentence):
+    """The folder does not exist: had it been read first, that would be the sentence."""
+    assert main(["train", "--data", str(tmp_path / "no-such-folder"), "--out", str(tmp_path / "run"), *extra]) == 2
+    assert sentence in capsys.readouterr().err

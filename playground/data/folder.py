@@ -55,6 +55,18 @@ def list_files(folder: Path) -> list[Path]:
     return found
 
 
+def folder_files(folder: str | os.PathLike, what: str = "images") -> list[Path]:
+    """:func:`list_files` of a folder that must hold some, or ValueError with one sentence (``what`` it should
+    hold: "images", "photos")."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder of {what}.")
+    files = list_files(folder)
+    if not files:
+        raise ValueError(f"{str(folder)!r} holds no files.")
+    return files
+
+
 def cache_key(folder: Path, files: list[Path], resolution: int) -> str:
     digest = hashlib.sha256(f"v1|{resolution}".encode())
     for path in files:
@@ -74,11 +86,7 @@ def image_folder(folder: str | os.PathLike, resolution: int, cache_root: Path | 
     """The folder's images at ``resolution``, from the cache (built on first use). ``progress(done, total)`` is
     called while decoding. ValueError when the folder has no usable image."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"--data must be a folder of images; {str(folder)!r} is not one.")
-    files = list_files(folder)
-    if not files:
-        raise ValueError(f"{str(folder)!r} holds no files.")
+    files = folder_files(folder)
     key = cache_key(folder, files, resolution)  # hex: its first digits also seed the stored order
     where = (cache_root or CACHE_ROOT) / key
     if not (where / "index.json").is_file():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from playground.data.folder import list_files
+from playground.data.folder import folder_files
 from playground.data.images import ImageError, load_image, prepare_image
 
 MAX_PHOTOS = 100  # a fine-tuning run's photos
@@ -88,14 +88,8 @@ def open_photos(photos: list[dict]) -> list[Image.Image]:
 
 
 def photo_files(folder: str | os.PathLike) -> list[Path]:
-    """Every file under ``folder`` (recursively, hidden ones aside), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{str(folder)!r} is not a folder of photos.")
-    files = list_files(folder)
-    if not files:
-        raise ValueError(f"{str(folder)!r} holds no files.")
-    return files
+    """Every file under ``folder`` (recursively, hidden ones aside), sorted; ValueError when there is none."""
+    return folder_files(folder, "photos")
 
 
 def split_held_out(files: list[Path], share: float = 0.1, minimum: int = 4) -> tuple[list[Path], list[Path]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from playground.diffusion.autoencoding import reconstruction_loss
-from playground.diffusion.training import TrainEvent, TrainState, lr_at
+from playground.diffusion.training import TrainEvent, TrainState, optimizer_step, scheduled_lr
 
 Reconstruct = Callable[[torch.Tensor], torch.Tensor]  # (B, C, H, W) in [-1, 1] -> its reconstruction
 
@@ -56,22 +56,9 @@ def train_autoencoder(
     device = next(model.parameters()).device
     while state.step < config.steps and not should_stop():
         started = time.perf_counter()
-        lr = lr_at(state.step - state.schedule_start, config.lr, config.warmup_steps,
-                   config.steps - state.schedule_start, config.lr_min_ratio)
-        for group in state.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        lr = scheduled_lr(state, config)
         batch = draw(state.generator).to(device).contiguous(memory_format=torch.channels_last)
         loss = reconstruction_loss(reconstruct(batch).float(), batch, config.edge_weight)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        state.optimizer.step()
-        state.ema.update(model)
-        state.step += 1
-        state.losses.append(loss.item())
-        if callback is not None:
-            elapsed = time.perf_counter() - started
-            callback(TrainEvent(state.step, config.steps, state.losses[-1], lr, config.batch_size / elapsed), state)
+        optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
     return state

@@ -348,10 +348,7 @@ def train(
     device = next(model.parameters()).device
     while state.step < config.steps and not should_stop():
         started = time.perf_counter()
-        lr = lr_at(state.step - state.schedule_start, config.lr, config.warmup_steps,
-                   config.steps - state.schedule_start, config.lr_min_ratio)
-        for group in state.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        lr = scheduled_lr(state, config)
         x0, captions = draw_examples(data, state.generator, config, prior, augment, words, prior_words)
         x0 = x0.to(device)
         if x0.ndim == 4:
@@ -364,19 +361,37 @@ def train(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # GPU: bf16 matmuls
             loss = diffusion_loss(denoiser, schedule, x0, state.generator, config.prediction_type, config.min_snr_gamma,
                                   t=t)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        state.optimizer.step()
-        state.ema.update(model)
-        state.step += 1
-        state.losses.append(loss.item())
-        if callback is not None:
-            elapsed = time.perf_counter() - started
-            callback(TrainEvent(state.step, config.steps, state.losses[-1], lr, config.batch_size / elapsed), state)
+        optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
     return state
+
+
+def scheduled_lr(state: TrainState, config) -> float:
+    """This step's learning rate (:func:`lr_at`, counted from a warm start's step), set on every parameter group
+    (times the group's ``lr_scale``); ``config`` is any recipe with lr, warmup_steps, steps and lr_min_ratio."""
+    lr = lr_at(state.step - state.schedule_start, config.lr, config.warmup_steps, config.steps - state.schedule_start,
+               config.lr_min_ratio)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    return lr
+
+
+def optimizer_step(state: TrainState, loss: torch.Tensor, config, lr: float, started: float,
+                   callback: Callable[[TrainEvent, TrainState], None] | None) -> None:
+    """What ends every training step, whatever the loss: backward, gradient clipping (``config.grad_clip``), the
+    optimizer, the EMA, the step count and loss history, and the callback's TrainEvent."""
+    model = state.model
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    state.optimizer.step()
+    state.ema.update(model)
+    state.step += 1
+    state.losses.append(loss.item())
+    if callback is not None:
+        elapsed = time.perf_counter() - started
+        callback(TrainEvent(state.step, config.steps, state.losses[-1], lr, config.batch_size / elapsed), state)
 
 
 def _with_condition(model_fn: Callable, condition: torch.Tensor) -> ModelFn:
