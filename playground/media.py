@@ -92,6 +92,19 @@ def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:
     return zoom(picture, min_side=min(display, 8 * picture.width))
 
 
+def outline(images: torch.Tensor, mask: torch.Tensor, colour: tuple[float, float, float] = (1.0, -0.6, -0.6)
+            ) -> torch.Tensor:
+    """(B, C, H, W) pictures in [-1, 1] with the edge of ``mask``'s region ((1, 1, H, W), 1 inside) drawn in red, to
+    show where a repainted region meets the kept one."""
+    inside = mask.bool()
+    grown = torch.nn.functional.max_pool2d(mask, 3, stride=1, padding=1).bool()
+    edge = (grown & ~inside).expand(images.shape[0], 1, -1, -1)
+    pictures = images.expand(-1, 3, -1, -1).clone() if images.shape[1] == 1 else images.clone()
+    for channel, value in enumerate(colour):
+        pictures[:, channel:channel + 1][edge] = value
+    return pictures
+
+
 def animation_frame(left: torch.Tensor, right: torch.Tensor, caption: str, display: int = 256) -> Image.Image:
     """One frame of a sampling animation: two grids side by side (the samples x_t and the model's x_0 from them),
     captioned (e.g. "t = 873 · step 3 of 25")."""

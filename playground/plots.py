@@ -243,6 +243,22 @@ def loss_figure(losses: list[float], smoothing: float = 0.98) -> go.Figure:
     return figure
 
 
+def walk_figure(walk: Sequence[tuple[int, int]], total: int | None = None, num_timesteps: int = 1000) -> go.Figure:
+    """An edit's path through the noise: t after each move against the network calls so far. RePaint's climbs back up
+    show as jumps up at one number of calls; SDEdit's as a plain descent from its starting t."""
+    calls = [c for c, _ in walk]
+    levels = [max(t, 0) for _, t in walk]
+    figure = go.Figure()
+    figure.add_scatter(x=calls, y=levels, mode="lines", name="t", line=dict(color="#3b5bdb", width=2),
+                       line_shape="hv")
+    figure.update_layout(title="Where in the noise: t after each move", xaxis_title="network calls",
+                         yaxis_title="t", template="plotly_white", height=260, margin=dict(l=50, r=20, t=50, b=40),
+                         showlegend=False)
+    figure.update_xaxes(range=[0, max(total or 0, max(calls, default=1))])
+    figure.update_yaxes(range=[0, num_timesteps])
+    return figure
+
+
 def log_ticks(values: Sequence[float]) -> dict:
     """Ticks at 1, 2 and 5 times powers of ten across ``values``, written out in full (0.02, 0.05, 0.1):
     plotly's own labels a log axis spanning under a decade with bare digits ("9 8 7 ... 2"), which read as whole

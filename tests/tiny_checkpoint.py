@@ -44,3 +44,20 @@ def make_tiny_prompt_checkpoint(folder: Path, words: tuple[str, ...] = ("blue", 
     info = {"model": config.to_dict(), "parameters": count_parameters(model), "steps": 0,
             "data": {"name": "none", "count": 0, "sha256": ""}}
     return save_checkpoint(folder, model, "cosine", 1000, "v_prediction", info, "# tiny prompt test model\n")
+
+
+def make_tiny_latent_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A tiny random latent model: an 8 x 8 latent UNet on 4 channels and a small autoencoder for 32 px pictures."""
+    import dataclasses
+
+    from playground.models import Autoencoder, AutoencoderConfig, build_autoencoder
+
+    torch.manual_seed(seed)
+    network = AutoencoderConfig(resolution=32, channels=8, encoder_blocks=(1, 1, 1), decoder_blocks=(1, 1, 1))
+    autoencoder = Autoencoder(build_autoencoder(network, seed=seed, scaling_factor=0.5).eval())
+    config = dataclasses.replace(PRESETS["tiny"], image_channels=4)
+    unet = build_unet(config).eval()
+    info = {"model": config.to_dict(), "parameters": count_parameters(unet), "steps": 0,
+            "data": {"name": "none", "count": 0, "sha256": ""}}
+    return save_checkpoint(folder, unet, "cosine", 1000, "v_prediction", info, "# tiny latent test model\n",
+                           autoencoder=autoencoder)

@@ -90,6 +90,56 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_edit(args: argparse.Namespace) -> int:
+    """edit: SDEdit (no --mask) or RePaint (--mask), writing the edited pictures as ``sample`` writes its own."""
+    from playground import media
+    from playground.checkpoints import CheckpointError
+    from playground.services.editing import (
+        REPAINT_DEFAULTS,
+        SDEDIT_DEFAULTS,
+        EditRequest,
+        check_edit,
+        edit_to_files,
+        load_mask,
+        load_picture,
+    )
+    from playground.services.model_catalog import get_checkpoint
+    from playground.services.prompting import check_prompt
+
+    if args.mp4 and not media.mp4_available():
+        raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
+    if args.mask and args.strength is not None:
+        raise ValueError("--strength is SDEdit's and --mask RePaint's: give one of them.")
+    if not args.mask and (args.jump_length is not None or args.resample is not None):
+        raise ValueError("--jump-length and --resample shape RePaint: give a --mask too.")
+    if not Path(args.image).is_file():
+        raise ValueError(f"There is no file {args.image!r}.")
+    try:
+        checkpoint = get_checkpoint(args.checkpoint)
+    except CheckpointError as error:
+        raise ValueError(str(error)) from None
+    defaults = REPAINT_DEFAULTS if args.mask else SDEDIT_DEFAULTS
+    steps, count, strength, jump, resample = check_edit(
+        checkpoint, bool(args.mask), args.sampler, args.steps or defaults["steps"], args.n,
+        args.strength if args.strength is not None else SDEDIT_DEFAULTS["strength"],
+        args.jump_length or REPAINT_DEFAULTS["jump_length"], args.resample or REPAINT_DEFAULTS["resample"])
+    prompt, guidance = check_prompt(checkpoint, args.prompt, args.guidance)
+    load_picture(args.image, checkpoint)
+    if args.mask:
+        load_mask(args.mask, args.image, checkpoint.resolution)
+    request = EditRequest(str(checkpoint.path), args.image, args.mask, args.sampler, steps, count, args.seed,
+                          strength, jump, resample, args.eta, prompt, guidance)
+    result = edit_to_files(request, args.out, args.gif, args.mp4)
+    how = (f"RePaint, {args.sampler} {steps} steps, jumps of {jump}, {resample}x" if args.mask else
+           f"SDEdit at strength {strength:g}, {args.sampler} {steps} steps")
+    print(f"{count} edits ({how}; {result.model_calls} network calls) in {result.seconds:.1f} s; wrote "
+          f"{args.out}/sample_000.png .. sample_{count - 1:03d}.png and {args.out}/grid.png")
+    for path in (args.gif, args.mp4):
+        if path:
+            print(f"wrote {path} ({len(result.frames)} frames)")
+    return 0
+
+
 def run_toy(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 

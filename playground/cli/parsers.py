@@ -65,6 +65,33 @@ def add_sample_parser(commands) -> None:
     sample.add_argument("--mp4", help="also write the animation as an H.264 MP4 here (needs PyAV)")
 
 
+def add_edit_parser(commands) -> None:
+    edit = commands.add_parser("edit", help="edit a picture with a model: SDEdit at --strength, or RePaint what a "
+                                             "--mask marks (white = repaint)")
+    edit.add_argument("image", help="the picture to edit (JPEG, PNG, WebP, BMP, GIF or TIFF)")
+    edit.add_argument("--checkpoint", required=True, help="a checkpoint folder (diffusers DDPM layout)")
+    edit.add_argument("--strength", type=float,
+                      help="SDEdit: how far into the noise to start, above 0 to 1 (0.2 keeps the picture, 1 keeps "
+                           "nothing; default 0.6)")
+    edit.add_argument("--mask", help="RePaint: a picture the size of IMAGE (any size is scaled to it), white where the "
+                                     "model draws anew, black where the picture is kept")
+    edit.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default="ddpm",
+                      help="default ddpm; RePaint takes ddpm or ddim")
+    edit.add_argument("--steps", type=int, help="the sampler's steps over the whole of T (default 50)")
+    edit.add_argument("--jump-length", type=int, help="RePaint: how many steps each climb back up (default 5)")
+    edit.add_argument("--resample", type=int,
+                      help="RePaint: how many times each stretch is walked down (default 4; 1: no resampling)")
+    edit.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0: deterministic)")
+    edit.add_argument("--prompt", default="", help="prompt models only: words from emoji names, e.g. 'cat'")
+    edit.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                      help=f"classifier-free guidance scale with --prompt (default {DEFAULT_GUIDANCE:g})")
+    edit.add_argument("--n", type=int, default=4, help="how many edits, each from its own noise (1..64)")
+    edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--out", required=True, help="folder for sample_000.png ... and grid.png")
+    edit.add_argument("--gif", help="also write the animation (x_t | predicted x0) here")
+    edit.add_argument("--mp4", help="also write the animation as an H.264 MP4 here (needs PyAV)")
+
+
 def add_toy_parser(commands) -> None:
     toy = commands.add_parser("toy", help="train a 2-D toy model (seconds), sample it, write CSVs")
     toy.add_argument("--dataset", choices=["swiss_roll", "moons", "s_curve", "gmm"], default="swiss_roll")
@@ -205,6 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m playground", description="Diffusion Playground from a terminal.")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (add_noise_parser, add_schedule_parser, add_train_parser, add_autoencoder_parser, add_sample_parser,
-                add_toy_parser):
+                add_edit_parser, add_toy_parser):
         add(commands)
     return parser

@@ -263,17 +263,19 @@ class Step:
 
 @torch.inference_mode()
 def iter_sample(
-    model_fn: ModelFn, sampler: Sampler, x_T: torch.Tensor, generator: torch.Generator | None = None
+    model_fn: ModelFn, sampler: Sampler, x_T: torch.Tensor, generator: torch.Generator | None = None,
+    start: int = 0,
 ) -> Iterator[Step]:
-    """Run ``sampler`` from the noise ``x_T``; yield a :class:`Step` after every model call.
+    """Run ``sampler`` from ``x_T``; yield a :class:`Step` after every model call.
 
-    Stop early by breaking out of the loop; the last ``Step.prev_sample`` is the result.
+    ``start``: begin at that index of the sampler's timesteps, ``x_T`` being the sample at that level (SDEdit starts
+    part-way: diffusion.editing). Stop early by breaking out of the loop; the last ``Step.prev_sample`` is the result.
     """
     if not sampler.timesteps:
         raise ValueError("Call sampler.set_timesteps(n) first.")
     sample = x_T
     batch = x_T.shape[0]
-    for index, t in enumerate(sampler.timesteps):
+    for index, t in enumerate(sampler.timesteps[start:], start=start):
         t_batch = torch.full((batch,), t, dtype=torch.long, device=x_T.device)
         model_output = model_fn(sample, t_batch)
         out = sampler.step(model_output, t, sample, generator=generator)

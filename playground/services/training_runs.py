@@ -94,12 +94,24 @@ def _start_state(run: RunFolder, spec: RunSpec, dist: Distributed) -> tuple[Trai
     wall_before = 0.0
     if spec.init_from is not None:
         info = read_info(spec.init_from)
-        state.warm_start(load_weights_into(unet, spec.init_from), info.get("steps", 0),
-                         info.get("loss_history_full", []), info.get("seed", 0))
-        wall_before = float(info.get("wall_time_s", 0.0))
+        weights, fresh = transplant(unet, load_weights_into(unet, spec.init_from))
+        if fresh:  # another kind of network (a pixel model's for a latent one): its inner layers, from step 0
+            state.warm_start(weights, 0, [], seed)
+        else:
+            state.warm_start(weights, info.get("steps", 0), info.get("loss_history_full", []), info.get("seed", 0))
+            wall_before = float(info.get("wall_time_s", 0.0))
     if dist.rank:
         state.generator.manual_seed(process_seed(seed, dist.rank, state.step))
     return state, wall_before, model_info
+
+
+def transplant(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``weights`` for ``model``, where every tensor of another shape keeps the model's own (fresh) values: a pixel
+    model's UNet warm-starts a latent one except its first and last convolutions (3 picture channels, not 4 latent
+    ones). Returns the weights and the names kept fresh (none when the two networks are alike)."""
+    own = model.state_dict()
+    fresh = [name for name, value in weights.items() if name in own and own[name].shape != value.shape]
+    return {**weights, **{name: own[name] for name in fresh}}, fresh
 
 
 @dataclass
@@ -280,5 +292,5 @@ def resume_note(run_dir: str | Path, init_from: str | Path | None = None) -> str
     if run.can_resume():
         return f"resuming {run.checkpoint} at step {run.checkpoint_step()}"
     if init_from is not None:
-        return f"warm-starting from {init_from} at step {read_info(init_from).get('steps', 0)} (fresh optimizer)"
+        return f"warm-starting from {init_from} (fresh optimizer; a network of another kind takes its inner layers)"
     return None

@@ -7,7 +7,7 @@ import os
 import gradio as gr
 
 from playground.data.images import MAX_FILE_BYTES
-from playground.ui import forward, sample, schedule, toy_lab, train
+from playground.ui import edit, forward, sample, schedule, toy_lab, train
 
 TITLE = "Diffusion Playground"
 
@@ -58,8 +58,10 @@ def build_app() -> gr.Blocks:
                 schedule.build(demo)
             with gr.Tab("Sample", id="sample"):
                 sample_checkpoint = sample.build(demo)
+            with gr.Tab("Edit", id="edit"):
+                edit_checkpoint = edit.build(demo)
             with gr.Tab("Train", id="train"):
-                train.build(demo, sample_checkpoint)
+                train.build(demo, sample_checkpoint, edit_checkpoint)
             with gr.Tab("2-D toy lab", id="toy"):
                 toy_lab.build(demo)
     demo.queue(default_concurrency_limit=2, max_size=64)

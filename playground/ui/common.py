@@ -69,3 +69,18 @@ def checkpoint_for(name: str | None, request: gr.Request | None):
     """The loaded model behind a listed name, or a toast: a request cannot name a path or another session's model."""
     with toasts():
         return model_catalog.resolve_checkpoint(name, session_folder(request))
+
+
+def prompt_widgets(checkpoint, label: str):
+    """The prompt box, the guidance slider and the note under them for a model: usable for a prompt model, off with
+    the reason for any other (None: no model)."""
+    from playground.services.prompting import prompt_suggestions
+
+    if checkpoint is not None and checkpoint.vocabulary is not None:
+        return (gr.Textbox(interactive=True, placeholder="e.g. red heart, cat, crescent moon"),
+                gr.Slider(interactive=True),
+                f"This model knows {len(checkpoint.vocabulary)} words. " + prompt_suggestions(checkpoint, ""))
+    return (gr.Textbox(interactive=False, value="", placeholder="this model takes no prompt"),
+            gr.Slider(interactive=False),
+            f"*{label} was trained without prompts, so the prompt box is off. Choose a prompt model (such as "
+            "emoji32-prompts) to steer it with words.*")

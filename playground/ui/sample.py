@@ -17,6 +17,7 @@ from playground.ui.common import (
     checkpoint_for,
     model_label_for,
     problem,
+    prompt_widgets,
     session_folder,
     session_key,
     shared_model_choices,
@@ -77,19 +78,13 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
     if checkpoint is not None and steps is not None and (sampler, int(steps)) == other:
         sampler_update = gr.Radio(value=wanted[0])
         steps_update = gr.Slider(value=min(wanted[1], checkpoint.schedule.num_timesteps))
-    if prompted:
-        return (gr.Textbox(interactive=True, placeholder="e.g. red heart, cat, crescent moon"),
-                gr.Slider(interactive=True),
-                f"This model knows {len(checkpoint.vocabulary)} words. " + prompt_suggestions(checkpoint, "") +
-                f"\n\n*Prompt models start on DDPM, {sampling.PROMPT_SAMPLING[1]} steps: its fresh noise at every "
-                "step lets guidance keep steering, so more pictures follow the words than with a deterministic "
-                "sampler.*", sampler_update, steps_update)
     label = model_label_for(name, request) if name else "This model"
-    return (gr.Textbox(interactive=False, value="", placeholder="this model takes no prompt"),
-            gr.Slider(interactive=False),
-            f"*{label} was trained without prompts, so it draws from everything it learned and the prompt box is "
-            "off. Choose a prompt model (such as emoji32-prompts) to steer it with words.*",
-            sampler_update, steps_update)
+    box, slider, note = prompt_widgets(checkpoint, label)
+    if prompted:
+        note += (f"\n\n*Prompt models start on DDPM, {sampling.PROMPT_SAMPLING[1]} steps: its fresh noise at every "
+                 "step lets guidance keep steering, so more pictures follow the words than with a deterministic "
+                 "sampler.*")
+    return box, slider, note, sampler_update, steps_update
 
 
 def suggest(name: str | None, prompt: str, request: gr.Request) -> str:

@@ -277,9 +277,10 @@ def save_local(run: dict | None, name: str, request: gr.Request):
 
 
 def refresh_choices(request: gr.Request):
+    """The model lists of the Sample and Edit tabs and the Train tab's bases, with the session's own models."""
     choices = model_choices(request)
     bases = choices + [(SCRATCH_LABEL, recipes.SCRATCH)]
-    return gr.Dropdown(choices=choices), gr.Dropdown(choices=bases)
+    return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices), gr.Dropdown(choices=bases)
 
 
 def apply_preset(key: str):
@@ -376,7 +377,8 @@ def _wire_photos(c: SimpleNamespace) -> None:
     c.clear.click(clear_photos, None, photo_outputs, api_name="train_clear_photos")
 
 
-def _wire_training(demo: gr.Blocks, c: SimpleNamespace, sample_checkpoint: gr.Dropdown) -> None:
+def _wire_training(demo: gr.Blocks, c: SimpleNamespace, sample_checkpoint: gr.Dropdown,
+                   edit_checkpoint: gr.Dropdown) -> None:
     c.preset.change(apply_preset, [c.preset], [*c.advanced, c.preview_every], api_name="train_apply_preset",
                     api_visibility="private")
     outputs = [c.status, c.loss_plot, c.preview, c.download, sample_checkpoint, c.run]
@@ -385,19 +387,19 @@ def _wire_training(demo: gr.Blocks, c: SimpleNamespace, sample_checkpoint: gr.Dr
                 c.subject_word, c.class_word], outputs, api_name="train", concurrency_limit=1, concurrency_id="train")
     resuming = c.resume.click(resume, [c.run, c.advanced[0]], outputs, api_name="train_resume", concurrency_limit=1,
                               concurrency_id="train")
+    model_lists = [sample_checkpoint, edit_checkpoint, c.base]
     for event, name in ((training, "train_refresh_models"), (resuming, "train_resume_refresh_models")):
-        event.then(refresh_choices, None, [sample_checkpoint, c.base], api_name=name, api_visibility="private")
+        event.then(refresh_choices, None, model_lists, api_name=name, api_visibility="private")
     c.stop.click(stop, None, [c.status], api_name="train_stop", queue=False)
     c.try_it.click(try_model, [c.run], [c.meter, c.meter_note, c.subject_gallery], api_name="train_try",
                    concurrency_limit=1, concurrency_id="heavy")
     c.save.click(save_local, [c.run, c.name], [c.status, sample_checkpoint], api_name="train_save")
-    demo.load(refresh_choices, None, [sample_checkpoint, c.base], api_name="train_load_models",
-              api_visibility="private")
+    demo.load(refresh_choices, None, model_lists, api_name="train_load_models", api_visibility="private")
     gr.on([demo.load, c.base.change], subject_controls, [c.base], [c.subject_word, c.class_word, c.subject_note],
           api_name="train_subject_controls", api_visibility="private")
 
 
-def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
+def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown, edit_checkpoint: gr.Dropdown) -> None:
     c = SimpleNamespace(photos=gr.State([]), selected=gr.State(None), run=gr.State(None))
     gr.Markdown(INTRO)
     with gr.Row():
@@ -407,4 +409,4 @@ def build(demo: gr.Blocks, sample_checkpoint: gr.Dropdown) -> None:
             _settings_column(c)
     _results(c)
     _wire_photos(c)
-    _wire_training(demo, c, sample_checkpoint)
+    _wire_training(demo, c, sample_checkpoint, edit_checkpoint)
