@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -13,6 +14,7 @@ from playground.data.images import FORMATS, MAX_FILE_BYTES, MAX_PIXELS, ImageErr
 from playground.diffusion import BETA_SCHEDULES
 from playground.diffusion.schedules import MAX_TIMESTEPS, MIN_TIMESTEPS
 from playground.services import workdir
+from playground.services.latent_view import latent_models, latent_view
 from playground.services.photo_noising import (
     FORWARD_GIF_STEPS,
     RESOLUTIONS,
@@ -23,7 +25,7 @@ from playground.services.photo_noising import (
     load_x0,
     noise_request,
 )
-from playground.ui.common import session_folder, toasts
+from playground.ui.common import checkpoint_for, problem, session_folder, toasts
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
@@ -86,6 +88,37 @@ def noise_gif(
     forward_gif(noised.x0, noised.noise, schedule, path)
     gr.Info(f"GIF ready: {FORWARD_GIF_STEPS + 1} frames in {time.perf_counter() - started:.1f} s.")
     return str(path), str(path)
+
+
+LATENT_INTRO = """A **latent model** (Stable Diffusion's idea) does not denoise pixels: an autoencoder squeezes the
+picture into a few small channels, the diffusion model works on those, and the decoder draws the result. Here your
+photo goes through a latent model's autoencoder, and the same *t* noises the latents (then decoded) beside the
+pixels: latent noise decodes to blotches and smears, not speckle, because the decoder can only draw pictures."""
+
+
+def show_latent(photo: str | None, name: str | None, schedule_name: str, num_timesteps: int, t: int, seed: int,
+                zero_snr: bool, request: gr.Request):
+    """The photo through a latent model's autoencoder: its latent channels, the reconstruction with its PSNR, and
+    the same t in latent and in pixel space."""
+    if not name:
+        raise problem("No latent model is installed: checkpoints/ has none with an autoencoder (vae/).")
+    checkpoint = checkpoint_for(name, request)
+    with toasts():
+        noised, schedule = noise_request(photo or DEFAULT_EXAMPLE, schedule_name, num_timesteps, t, seed, 64,
+                                         zero_snr)
+        view = latent_view(photo or DEFAULT_EXAMPLE, checkpoint, schedule, noised.level.t, seed)
+    channels = [(media.zoom(media.noise_to_pil(view.latents[0, c:c + 1]), 128), f"channel {c + 1}")
+                for c in range(view.latents.shape[1])]
+    _, c, h, w = view.latents.shape
+    side = view.picture.shape[-1]
+    note = (f"{side}×{side}×3 = {view.picture.numel():,} numbers become {c}×{h}×{w} = {view.latents.numel():,}: "
+            f"**{view.compression:.0f}× fewer**. The reconstruction's PSNR is **{view.psnr:.1f} dB** (30 dB is an "
+            f"RMS error of 8 of 255 levels). At t = {noised.level.t}, both spaces get √ᾱ = "
+            f"{noised.level.sqrt_alpha_bar:.3f} of the signal and √(1−ᾱ) = {noised.level.sqrt_one_minus_alpha_bar:.3f} "
+            "of fresh noise.")
+    pictures = [media.zoom(media.tensor_to_pil(x), 256) for x in (view.picture, view.reconstruction,
+                                                                 view.noised_decoded, view.noised_pixels)]
+    return (*pictures, channels, note)
 
 
 def t_range(num_timesteps: int, t: int, previous_T: int | None):
@@ -159,6 +192,7 @@ def build(demo: gr.Blocks) -> None:
                     gif = gr.Image(label="Forward process", interactive=False, elem_id="forward-gif", height=300)
                     gif_file = gr.File(label="Download the GIF", interactive=False)
 
+    latent = _latent_section()
     inputs = [photo, schedule, num_timesteps, t, seed, resolution, zero_snr]
     outputs = [x0, x_t, eps, formula, strip, numbers]
     previous_T, last_good = gr.State(1000), gr.State(None)
@@ -176,3 +210,33 @@ def build(demo: gr.Blocks) -> None:
              trigger_mode="always_last", show_progress="hidden", concurrency_limit=4)
     gif_button.click(noise_gif, [photo, schedule, num_timesteps, seed, resolution, zero_snr], [gif, gif_file],
                      api_name="noise_gif", concurrency_limit=2)
+    gr.on([latent.button.click, t.release], show_latent,
+          [photo, latent.model, schedule, num_timesteps, t, seed, zero_snr],
+          [latent.picture, latent.reconstruction, latent.noised, latent.pixels, latent.channels, latent.note],
+          api_name="noise_latent", concurrency_limit=2, show_progress="hidden")
+
+
+def _latent_section() -> SimpleNamespace:
+    """The accordion that shows a photo in a latent model's latent space."""
+    names = list(latent_models())
+    c = SimpleNamespace()
+    with gr.Accordion("The latent space: your photo through a latent model's autoencoder", open=False,
+                      elem_id="forward-latent"):
+        gr.Markdown(LATENT_INTRO)
+        with gr.Row():
+            c.model = gr.Dropdown(names, value=names[0] if names else None, label="Latent model", scale=3)
+            c.button = gr.Button("Show the latent (and follow t)", scale=2, elem_id="forward-latent-show")
+        c.channels = gr.Gallery(label="The latent's channels (−3σ black, +3σ white)", columns=4, height="auto",
+                                elem_classes=["pixelated"], elem_id="forward-latent-channels")
+        with gr.Row(elem_classes=["side-by-side"]):
+            c.picture = gr.Image(label="x₀ (64 px)", format="png", interactive=False, elem_classes=["pixelated"],
+                                 min_width=90)
+            c.reconstruction = gr.Image(label="decoded again", format="png", interactive=False,
+                                        elem_classes=["pixelated"], min_width=90, elem_id="forward-latent-decoded")
+        with gr.Row(elem_classes=["side-by-side"]):
+            c.noised = gr.Image(label="latents at t, decoded", format="png", interactive=False,
+                                elem_classes=["pixelated"], min_width=90, elem_id="forward-latent-noised")
+            c.pixels = gr.Image(label="pixels at t", format="png", interactive=False, elem_classes=["pixelated"],
+                                min_width=90)
+        c.note = gr.Markdown(elem_id="forward-latent-note")
+    return c
