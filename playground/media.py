@@ -92,6 +92,14 @@ def grid_picture(images: torch.Tensor, display: int = 512) -> Image.Image:
     return zoom(picture, min_side=min(display, 8 * picture.width))
 
 
+def channel_grid(latents: torch.Tensor, rows: int = 4, display: int = 512) -> Image.Image:
+    """A latent model's samples as their channels: a row per sample (the first ``rows``), a grey tile per channel
+    (-3 sigma black, +3 sigma white), enlarged crisply to at least half of ``display`` px."""
+    tiles = [noise_to_pil(channel[None]) for sample in latents[:rows] for channel in sample]
+    picture = grid(tiles, columns=latents.shape[1], gap=2)
+    return zoom(picture, min_side=display // 2)
+
+
 def outline(images: torch.Tensor, mask: torch.Tensor, colour: tuple[float, float, float] = (1.0, -0.6, -0.6)
             ) -> torch.Tensor:
     """(B, C, H, W) pictures in [-1, 1] with the edge of ``mask``'s region ((1, 1, H, W), 1 inside) drawn in red, to

@@ -53,6 +53,7 @@ class LaunchedApp:
     base: str  # the folder of a tiny random model, listed beside the shipped ones...
     model: str  # ...under this name, which is what the page and the API use
     prompt_model: str  # a tiny random prompt model's name
+    latent_model: str  # a tiny random latent model's name
     work: Path  # PLAYGROUND_WORK_DIR: the sessions' folders
 
 
@@ -62,7 +63,12 @@ def app(tmp_path_factory) -> LaunchedApp:
     its own session opens its own Client or page)."""
     from playground.ui import build_app, launch
 
-    from tiny_checkpoint import make_greyscale_diffusers_folder, make_tiny_checkpoint, make_tiny_prompt_checkpoint
+    from tiny_checkpoint import (
+        make_greyscale_diffusers_folder,
+        make_tiny_checkpoint,
+        make_tiny_latent_checkpoint,
+        make_tiny_prompt_checkpoint,
+    )
 
     with pytest.MonkeyPatch.context() as patch:
         work = tmp_path_factory.mktemp("work")
@@ -71,9 +77,10 @@ def app(tmp_path_factory) -> LaunchedApp:
         base = make_tiny_checkpoint(checkpoints / "tiny-test")
         make_greyscale_diffusers_folder(checkpoints / "grey-28")  # a 1-channel 28 px folder diffusers wrote
         make_tiny_prompt_checkpoint(checkpoints / "tiny-prompts")
+        make_tiny_latent_checkpoint(checkpoints / "tiny-latent")
         patch.setenv("PLAYGROUND_CHECKPOINTS", str(checkpoints))
         demo = build_app()
         port = free_port()
         launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-        yield LaunchedApp(f"http://127.0.0.1:{port}/", str(base), "tiny-test", "tiny-prompts", work)
+        yield LaunchedApp(f"http://127.0.0.1:{port}/", str(base), "tiny-test", "tiny-prompts", "tiny-latent", work)
         demo.close()

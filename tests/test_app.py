@@ -262,3 +262,30 @@ def test_a_greyscale_model_samples_in_the_tab_and_fine_tunes_in_the_train_tab(cl
     status = session.submit("center", "grey-28", "", "quick", 3, 1e-3, 2, True, 0.85, 0.05, 0.0, 0.99, 3, 0, "grey",
                             api_name="/train").result()[0]
     assert status.startswith("Done: 3 steps"), status
+
+
+def test_a_latent_model_samples_decoded_or_as_its_channels_and_shows_its_latent(client, app, files):
+    info = client.predict(app.latent_model, api_name="/sample_info")
+    assert "A **latent model**: it denoises 4×8×8 latents" in info
+    outputs = list(client.submit(app.latent_model, "ddim", 5, 4, 0, 0.0, "", 5.0, True, api_name="/sample"))
+    status = outputs[-1][2]
+    assert status.startswith("Done: 4 images") and "The decoder took" in status
+    channels = Image.open(outputs[0][0])
+    decoded = Image.open(outputs[-1][0])
+    assert channels.size != decoded.size  # channels while it ran (4 grey tiles a row), pictures at the end
+    picture, decoded, noised, pixels, gallery, note = client.predict(
+        handle_file(str(files["photo.png"])), app.latent_model, "cosine", 1000, 500, 0, False,
+        api_name="/noise_latent")
+    assert len(gallery) == 4 and "12× fewer" in note and "PSNR" in note
+    assert Image.open(picture).size == Image.open(pixels).size
+
+
+def test_a_latent_base_shows_reconstructions_and_fine_tunes(client, app, files):
+    session = Client(client.src, verbose=False)
+    gallery, note, _ = session.predict([handle_file(str(files["photo.png"]))], "center", app.latent_model,
+                                       api_name="/train_add_photos")
+    assert note.startswith("1 photo, trained on as 32×32 squares")
+    assert "decoded again:" in gallery[0]["caption"] and gallery[0]["caption"].endswith("dB")
+    status = session.submit("center", app.latent_model, "", "quick", 3, 1e-3, 2, True, 0.85, 0.05, 0.0, 0.99, 3, 0,
+                            "latent-dog", api_name="/train").result()[0]
+    assert status.startswith("Done: 3 steps"), status

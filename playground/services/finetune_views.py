@@ -7,13 +7,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from playground import media
 from playground.data.dataset import dataset_from_uint8, match_channels
 from playground.data.photos import open_photos, photos_array
+from playground.diffusion.autoencoding import psnr
 from playground.diffusion.training import TrainEvent
-from playground.models import pick_device
+from playground.models import Autoencoder, pick_device
 from playground.services.finetuning import prior_images, run_photos, run_settings
 from playground.services.gpu import on_gpu
 from playground.services.image_sampling import on_device
@@ -22,16 +24,25 @@ from playground.services.model_catalog import get_checkpoint
 from playground.services.run_folder import RunFolder
 
 
-def gallery(photos: list[dict], crop_mode: str, resolution: int, display: int = 128,
-            grey: bool = False) -> list[tuple[Image.Image, str]]:
+def gallery(photos: list[dict], crop_mode: str, resolution: int, display: int = 128, grey: bool = False,
+            autoencoder: Autoencoder | None = None) -> list[tuple[Image.Image, str]]:
     """Each kept photo as the model will see it (its training square, enlarged crisply, in grey for a greyscale
-    model), with its file name."""
+    model), with its file name. For a latent base, each beside its reconstruction through the autoencoder, and the
+    reconstruction's PSNR: what the latent model can learn of it."""
     squares = photos_array(open_photos(photos), resolution, crop_mode) if photos else []
     pictures = [Image.fromarray(square) for square in squares]
     if grey:  # the luminance the model trains on (data.dataset.match_channels uses the same weights)
         pictures = [picture.convert("L").convert("RGB") for picture in pictures]
-    return [(media.zoom(picture, min_side=display), photo["name"]) for picture, photo in zip(pictures, photos,
-                                                                                             strict=True)]
+    names = [photo["name"] for photo in photos]
+    if autoencoder is not None and pictures:
+        originals = torch.cat([media.pil_to_tensor(picture) for picture in pictures])
+        with torch.inference_mode():
+            rebuilt = autoencoder.reconstruct(originals).clamp(-1, 1)
+        scores = psnr(rebuilt, originals).tolist()
+        pictures = [media.strip([picture, media.tensor_to_pil(again)], gap=2)
+                    for picture, again in zip(pictures, rebuilt, strict=True)]
+        names = [f"{name} · decoded again: {score:.1f} dB" for name, score in zip(names, scores, strict=True)]
+    return [(media.zoom(picture, min_side=display), name) for picture, name in zip(pictures, names, strict=True)]
 
 
 def time_left(seconds: float) -> str:

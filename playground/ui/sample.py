@@ -113,10 +113,19 @@ def _ended(update: sampling.SamplingProgress, request: sampling.SampleRequest, f
             f"{len(frames)} frames.{decoder}")
 
 
+def _x_t(update: sampling.SamplingProgress, show_latents: bool):
+    """x_t as shown: the pictures, or for a latent model on request its latents' channels."""
+    if show_latents and update.step.x_t.shape[1] != update.x_t.shape[1]:
+        return media.channel_grid(update.step.x_t)
+    return media.grid_picture(update.x_t)
+
+
 def sample(name: str | None, sampler: str, steps: int, count: int, seed: int, eta: float, prompt: str = "",
-           guidance: float = sampling.DEFAULT_GUIDANCE, request: gr.Request = None, progress=gr.Progress()):
+           guidance: float = sampling.DEFAULT_GUIDANCE, show_latents: bool = False, request: gr.Request = None,
+           progress=gr.Progress()):
     """Stream the reverse process: x_t and predicted-x_0 grids and the status; at the end, the animation. With a
-    prompt, the guidance equation with each step's numbers."""
+    prompt, the guidance equation with each step's numbers. A latent model's x_t is decoded, or with
+    ``show_latents`` shown as its channels."""
     with toasts():
         order = sampling.sample_request(name, session_folder(request), sampler, steps, count, seed, eta, prompt,
                                         guidance)
@@ -132,15 +141,14 @@ def sample(name: str | None, sampler: str, steps: int, count: int, seed: int, et
                          unit="steps")
                 if not (update.done or update.stopped):
                     status = f"Step {step.index + 1} of {order.steps} · t = {step.t} · {update.seconds:.1f} s"
-                    yield (media.grid_picture(update.x_t), media.grid_picture(update.pred_x0), status, gr.skip(),
+                    yield (_x_t(update, show_latents), media.grid_picture(update.pred_x0), status, gr.skip(),
                            gr.skip(), equation)
     except JobBusy as error:
         raise problem(str(error)) from None
     stem = session_folder(request) / f"sampling-{sampler}-{order.steps}-seed{order.seed}-{uuid.uuid4().hex[:6]}"
     files = [str(f) for f in media.save_animation(frames, stem.with_suffix(".gif"), stem.with_suffix(".mp4"))]
-    shown = update.x_t if update.stopped else update.result
-    yield (media.grid_picture(shown), media.grid_picture(update.pred_x0), _ended(update, order, frames, files),
-           files[0], files, equation)
+    shown = _x_t(update, show_latents) if update.stopped else media.grid_picture(update.result)
+    yield (shown, media.grid_picture(update.pred_x0), _ended(update, order, frames, files), files[0], files, equation)
 
 
 def sweep(name: str | None, prompt: str, sampler: str, steps: int, seed: int, request: gr.Request,
@@ -200,6 +208,8 @@ def _controls() -> SimpleNamespace:
     c.guidance = gr.Slider(0, MAX_GUIDANCE, value=sampling.DEFAULT_GUIDANCE, step=0.5, interactive=False,
                            label="Guidance scale s (0: ignore the prompt, 1: follow it plainly, more: closer)",
                            elem_id="sample-guidance")
+    c.show_latents = gr.Checkbox(False, label="Latent models: show x_t as its latent channels, not decoded",
+                                 elem_id="sample-show-latents")
     with gr.Row():
         c.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="sample-seed", scale=3)
         c.dice = gr.Button("🎲 Random seed", scale=2)
@@ -256,7 +266,7 @@ def _wire(demo: gr.Blocks, c: SimpleNamespace) -> None:
     c.dice.click(lambda: random.randint(0, 2**31 - 1), None, [c.seed], api_name="sample_random_seed", queue=False)
     # Prepare a fresh job (clearing an old Stop) before the work queues, so a Stop pressed while it waits counts.
     c.go.click(prepare, None, None, queue=False, api_name="sample_prepare", api_visibility="private").then(
-        sample, [c.checkpoint, c.sampler, c.steps, c.count, c.seed, c.eta, c.prompt, c.guidance],
+        sample, [c.checkpoint, c.sampler, c.steps, c.count, c.seed, c.eta, c.prompt, c.guidance, c.show_latents],
         [c.x_t, c.pred_x0, c.status, c.animation, c.gif, c.equation],
         api_name="sample", concurrency_limit=1, concurrency_id="heavy", show_progress_on=[c.status])
     c.stop.click(stop, None, [c.status], api_name="sample_stop", queue=False)

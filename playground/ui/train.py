@@ -65,10 +65,14 @@ def _photo_summary(photos: list[dict], side: int, channels: int) -> str:
 
 
 def _photo_view(photos: list[dict], crop: str, base: str | None, request: gr.Request | None):
-    """The gallery of the photos as the chosen base will see them, and the line under it."""
-    side, channels = finetuning.base_shape(_base(base, request))
+    """The gallery of the photos as the chosen base will see them (a latent base's: beside their reconstructions),
+    and the line under it."""
+    checkpoint = _base(base, request)
+    side, channels = finetuning.base_shape(checkpoint)
+    autoencoder = checkpoint.autoencoder if checkpoint is not None else None
     with toasts():
-        return views.gallery(photos, crop, side, grey=channels == 1), _photo_summary(photos, side, channels)
+        return (views.gallery(photos, crop, side, grey=channels == 1, autoencoder=autoencoder),
+                _photo_summary(photos, side, channels))
 
 
 def add_photos(files, photos: list[dict], crop: str, base: str, request: gr.Request):
