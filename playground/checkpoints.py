@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from playground import __version__
 from playground.data.prompts import Vocabulary
 from playground.diffusion.schedules import DIFFUSERS_NAMES, NoiseSchedule
-from playground.models import Autoencoder, BagOfWords, PromptedUNet
+from playground.models import Autoencoder, BagOfWords, GuidanceEmbedding, PromptedUNet
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 FROM_DIFFUSERS = {diffusers_name: ours for ours, (diffusers_name, _, _) in DIFFUSERS_NAMES.items()}
@@ -141,6 +141,11 @@ def save_checkpoint(
                       str(tmp / ENCODER_WEIGHTS), metadata={"format": "pt"})
             info = {**info, "prompts": {"encoder": "bag_of_words", "dim": unet.encoder.embedding.embedding_dim,
                                         "vocabulary": list(unet.vocabulary.words)}}
+            if unet.guidance is not None:  # a distilled student's guidance input, beside the words
+                (tmp / GUIDANCE_WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
+                save_file({k: v.detach().cpu().contiguous() for k, v in unet.guidance.state_dict().items()},
+                          str(tmp / GUIDANCE_WEIGHTS), metadata={"format": "pt"})
+                info["prompts"]["guidance_input"] = unet.guidance.features
             unet = unet.unet
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
         diffusers_name, beta_start, beta_end = DIFFUSERS_NAMES[schedule_name]
@@ -259,6 +264,7 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
 
 
 ENCODER_WEIGHTS = "prompt_encoder/bag_of_words.safetensors"
+GUIDANCE_WEIGHTS = "prompt_encoder/guidance.safetensors"  # a distilled student's guidance input
 
 
 def _with_prompt_encoder(folder: Path, unet: torch.nn.Module, info: dict, device) -> PromptedUNet:
@@ -269,7 +275,15 @@ def _with_prompt_encoder(folder: Path, unet: torch.nn.Module, info: dict, device
     vocabulary = Vocabulary(tuple(prompts["vocabulary"]))
     encoder = BagOfWords(len(vocabulary), int(prompts["dim"]))
     encoder.load_state_dict({k: v.float() for k, v in load_file(str(folder / ENCODER_WEIGHTS)).items()})
-    return PromptedUNet(unet, encoder.to(device), vocabulary).eval()
+    guidance = None
+    if prompts.get("guidance_input"):
+        if not (folder / GUIDANCE_WEIGHTS).is_file():
+            raise CheckpointError(f"{folder.name!r} is a distilled student without its guidance input "
+                                  f"({GUIDANCE_WEIGHTS}), so it can't be sampled.")
+        guidance = GuidanceEmbedding(int(prompts["dim"]), int(prompts["guidance_input"]))
+        guidance.load_state_dict({k: v.float() for k, v in load_file(str(folder / GUIDANCE_WEIGHTS)).items()})
+        guidance = guidance.to(device)
+    return PromptedUNet(unet, encoder.to(device), vocabulary, guidance).eval()
 
 
 def _schedule_from_diffusers(config: dict, name: str) -> NoiseSchedule:
@@ -323,6 +337,11 @@ def load_weights_into(model: torch.nn.Module, folder: str | os.PathLike) -> dict
             if mine is not None:
                 embedding[mine] = theirs[row]
     state["encoder.embedding.weight"] = embedding
+    if model.guidance is not None:  # a student's guidance input: the folder's, or (from its teacher) the model's own
+        guidance = Path(folder) / GUIDANCE_WEIGHTS
+        own = {k: v.detach().cpu() for k, v in model.guidance.state_dict().items()}
+        theirs = {k: v.float() for k, v in load_file(str(guidance)).items()} if guidance.is_file() else own
+        state.update({f"guidance.{k}": v for k, v in theirs.items()})
     return state
 
 

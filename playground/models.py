@@ -251,6 +251,21 @@ class BagOfWords(torch.nn.Module):
         return self.embedding(word_ids).sum(dim=1)
 
 
+class GuidanceEmbedding(torch.nn.Module):
+    """A distilled student's guidance scale as a vector added to its prompt's (Meng et al. 2023): sinusoidal features
+    of w, then a small MLP whose last layer starts at zero, so a student made from its teacher first ignores w."""
+
+    def __init__(self, dim: int, features: int = 64) -> None:
+        super().__init__()
+        self.features = features
+        self.mlp = torch.nn.Sequential(torch.nn.Linear(features, dim), torch.nn.SiLU(), torch.nn.Linear(dim, dim))
+        torch.nn.init.zeros_(self.mlp[2].weight)
+        torch.nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, scale: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, dim)
+        return self.mlp(sinusoidal_embedding(scale.float() * 100.0, self.features))
+
+
 class PromptedUNet(torch.nn.Module):
     """A prompt-conditioned denoiser: a UNet2DModel(class_embed_type="identity") and the :class:`BagOfWords` that
     turns a prompt's word ids into the vector it adds to the time embedding. ``model(x_t, t)`` without word ids is the
@@ -260,11 +275,13 @@ class PromptedUNet(torch.nn.Module):
     The UNet is saved as a plain diffusers folder; the encoder's weights and the vocabulary sit beside it
     (playground.checkpoints)."""
 
-    def __init__(self, unet: UNet2DModel, encoder: BagOfWords, vocabulary) -> None:
+    def __init__(self, unet: UNet2DModel, encoder: BagOfWords, vocabulary,
+                 guidance: GuidanceEmbedding | None = None) -> None:
         super().__init__()
         if unet.config.class_embed_type != "identity":
             raise ValueError("A PromptedUNet needs a UNet2DModel with class_embed_type='identity'.")
         self.unet, self.encoder, self.vocabulary = unet, encoder, vocabulary
+        self.guidance = guidance  # a distilled student's: the guidance scale is an input, one call a step
 
     @property
     def config(self):  # the UNet's diffusers config: sample_size, in_channels, ...
@@ -274,10 +291,26 @@ class PromptedUNet(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return self.unet.dtype
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, word_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, word_ids: torch.Tensor | None = None,
+                scale: torch.Tensor | None = None) -> torch.Tensor:
+        """The output for the prompt's word ids (none: the empty prompt); a student with a guidance input also takes
+        each example's guidance scale ``scale`` (B,) (none: 1, the plain conditional model)."""
         if word_ids is None:
             word_ids = torch.zeros(x_t.shape[0], 1, dtype=torch.long, device=x_t.device)
-        return self.unet(x_t, t, class_labels=self.encoder(word_ids.to(x_t.device))).sample
+        condition = self.encoder(word_ids.to(x_t.device))
+        if self.guidance is not None:
+            scale = torch.ones(x_t.shape[0], device=x_t.device) if scale is None else scale.to(x_t.device)
+            condition = condition + self.guidance(scale.expand(x_t.shape[0]))
+        return self.unet(x_t, t, class_labels=condition).sample
+
+    def with_guidance(self) -> PromptedUNet:
+        """A copy that takes the guidance scale as an input, its embedding at zero: it computes what this model does
+        until distillation teaches it the scale."""
+        import copy
+
+        student = copy.deepcopy(self)
+        student.guidance = GuidanceEmbedding(time_embedding_dim(self.unet)).to(self.encoder.embedding.weight.device)
+        return student
 
     @classmethod
     def from_unconditional(cls, unet: UNet2DModel, vocabulary) -> PromptedUNet:

@@ -228,10 +228,30 @@ def add_autoencoder_parser(commands) -> None:
     _add_run_arguments(autoencoder, "the run folder (checkpoint/vae, log.csv, quality.csv)")
 
 
+def add_distill_parser(commands) -> None:
+    distill = commands.add_parser("distill", help="distil a prompt model into a few-step student (progressive "
+                                                  "distillation with guidance as an input); resumable")
+    distill.add_argument("--teacher", required=True, help="the prompt model to distil (a checkpoint folder)")
+    distill.add_argument("--rounds", default="16,8,4",
+                         help="the students' steps, each half the one before (default 16,8,4: the first teacher "
+                              "takes 32 guided DDIM steps)")
+    distill.add_argument("--steps-per-round", type=int, default=1500, help="optimizer steps in each round")
+    distill.add_argument("--batch-size", type=int, default=16)
+    distill.add_argument("--lr", type=float, default=5e-5)
+    distill.add_argument("--guidance-min", type=float, default=1.0)
+    distill.add_argument("--guidance-max", type=float, default=8.0,
+                         help="the guidance scales the student learns, drawn uniformly (default 1 to 8)")
+    distill.add_argument("--prompt-dropout", type=float, default=0.15)
+    distill.add_argument("--word-dropout", type=float, default=0.5)
+    distill.add_argument("--preview-every", type=int, default=250)
+    distill.add_argument("--seed", type=int, default=0)
+    _add_run_arguments(distill, "the run folder (rounds/N-steps/ each, then checkpoint/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m playground", description="Diffusion Playground from a terminal.")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (add_noise_parser, add_schedule_parser, add_train_parser, add_autoencoder_parser, add_sample_parser,
-                add_edit_parser, add_toy_parser):
+                add_edit_parser, add_distill_parser, add_toy_parser):
         add(commands)
     return parser

@@ -426,3 +426,66 @@ def _report_finetune(run) -> None:
         grid.save(run.path / "subject.png")
         print(f"wrote {run.path / 'subject.png'}: “{subject.prompt}” and “{subject.class_word}” after training, and "
               f"“{subject.class_word}” from the base before it")
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """distill: every round of progressive distillation in turn, each resumable, then the last student's folder."""
+    import dataclasses
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from playground.checkpoints import CheckpointError, load_checkpoint
+    from playground.data.dataset import dataset_from_uint8
+    from playground.data.emoji import emoji_subset
+    from playground.diffusion.distillation import DistillConfig
+    from playground.models import pick_device
+    from playground.services.distillation import DistillSpec, check_rounds, distill_run
+    from playground.services.latent_data import encode_dataset
+
+    _check_run_arguments(args)
+    try:
+        rounds = [int(n) for n in args.rounds.split(",")]
+    except ValueError:
+        raise ValueError("--rounds is a list of whole numbers, such as 16,8,4.") from None
+    config = DistillConfig(steps=args.steps_per_round, batch_size=args.batch_size, lr=args.lr,
+                           guidance_min=args.guidance_min, guidance_max=args.guidance_max,
+                           prompt_dropout=args.prompt_dropout, word_dropout=args.word_dropout, seed=args.seed)
+    if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1
+            and config.lr > 0 and 0 <= config.prompt_dropout < 1 and 0 <= config.word_dropout < 1):
+        raise ValueError("--guidance-min must be 0 or more and at most --guidance-max; --steps-per-round and "
+                         "--batch-size 1 or more; --lr above 0; the dropouts shares below 1.")
+    try:
+        teacher = load_checkpoint(args.teacher)
+    except CheckpointError as error:
+        raise ValueError(str(error)) from None
+    if teacher.vocabulary is None:
+        raise ValueError(f"{teacher.name!r} takes no prompts: distil a prompt model, such as emoji32-prompts.")
+    check_rounds(rounds, teacher.schedule.num_timesteps)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    if args.no_resume and Path(args.out).exists():
+        shutil.rmtree(Path(args.out) / "rounds", ignore_errors=True)
+    emoji = emoji_subset(teacher.resolution)
+    dataset = dataclasses.replace(dataset_from_uint8("noto-emoji-curated", emoji.images), captions=tuple(emoji.names))
+    if teacher.is_latent:
+        dataset = encode_dataset(teacher.autoencoder, dataset)
+    spec = DistillSpec(Path(args.teacher), rounds, config, args.preview_every, args.checkpoint_every or 600.0,
+                       info={"command": _command(), "hardware": _hardware(device)})
+    bars = []
+
+    def on_round(steps: int, run) -> None:
+        if bars:
+            bars.pop()[0].close()
+        print(f"round: a {steps}-step student from a {2 * steps}-step teacher, in {run.path}")
+        bar, on_event = _train_progress(config.steps)
+        bars.append((bar, on_event))
+
+    with stop_on_interrupt() as should_stop:
+        folder = distill_run(args.out, spec, dataset, on_round, lambda event: bars[-1][1](event), should_stop, device)
+    for bar, _ in bars:
+        bar.close()
+    print(f"wrote {folder}")
+    return 0

@@ -54,15 +54,16 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.words)
 
-    def encode(self, prompt: str) -> list[int]:
-        """The word ids of ``prompt`` (empty for an empty prompt: the unconditional model)."""
+    def encode(self, prompt: str, drop_unknown: bool = False) -> list[int]:
+        """The word ids of ``prompt`` (empty for an empty prompt: the unconditional model). A word the model never
+        learned raises PromptError with the nearest known ones, or with ``drop_unknown`` is left out."""
         ids, unknown = [], []
         for word in words_of(prompt or ""):
             if word in self.index:
                 ids.append(self.index[word])
             else:
                 unknown.append(word)
-        if unknown:
+        if unknown and not drop_unknown:
             word = unknown[0]
             near = nearest_words(word, self.words)
             hint = f" The nearest known words: {', '.join(near)}." if near else " Try words from emoji names, " \
@@ -70,9 +71,9 @@ class Vocabulary:
             raise PromptError(f"{word!r} is not a word of any emoji's name, so the model never learned it.{hint}")
         return ids
 
-    def batch(self, prompts: list[str]) -> torch.Tensor:
+    def batch(self, prompts: list[str], drop_unknown: bool = False) -> torch.Tensor:
         """(B, L) word ids, padded with 0 to the longest prompt (at least one column)."""
-        encoded = [self.encode(p) for p in prompts]
+        encoded = [self.encode(p, drop_unknown) for p in prompts]
         length = max([1, *(len(e) for e in encoded)])
         return torch.tensor([e + [0] * (length - len(e)) for e in encoded], dtype=torch.long)
 

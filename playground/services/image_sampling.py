@@ -141,14 +141,22 @@ def guided_fn(unet: torch.nn.Module, prompt: str, scale: float, count: int,
               on_parts: Callable[[torch.Tensor, torch.Tensor], None] | None = None):
     """The ``model_fn`` to sample with: unconditional for an empty prompt, else classifier-free guidance of the
     prompt's word ids (in the PromptedUNet's own vocabulary) against the empty prompt, at ``scale``, both halves in
-    one batched forward (on a CPU, fed through in cache-sized pieces: models.in_chunks)."""
+    one batched forward (on a CPU, fed through in cache-sized pieces: models.in_chunks). A distilled student takes
+    the scale as an input and needs one call a step."""
     device = next(unet.parameters()).device
-    network = model_fn(unet)
+    student = getattr(unet, "guidance", None) is not None  # a distilled student: the scale is an input
+    if student:
+        scale_input = torch.tensor([float(scale)], device=device)
+        network = lambda x_t, t, condition=None: unet(x_t, t, condition, scale_input)  # noqa: E731
+    else:
+        network = model_fn(unet)
     if device.type == "cpu":  # one batch of 2B on a GPU; cache-sized pieces on a CPU (models.CPU_CHUNK_PIXELS)
         network = in_chunks(network, cpu_rows(unet.config.sample_size))
     if not (prompt or "").strip():
         return network
     words = unet.vocabulary.batch([prompt]).to(device)
+    if student:  # one network call a step: the guidance it learned to do in one
+        return lambda x_t, t: network(x_t, t, words.expand(x_t.shape[0], -1))
     return guided_model_fn(network, words.expand(count, -1), torch.zeros_like(words), scale, on_parts)
 
 

@@ -1,0 +1,170 @@
+"""Progressive distillation with guidance (Salimans & Ho 2022, "Progressive Distillation for Fast Sampling of
+Diffusion Models"; Meng et al. 2023, "On Distillation of Guided Diffusion Models"): a student learns to take in one
+DDIM step what its teacher takes in two, round after round, and to do it for the guided teacher with the guidance
+scale as an input, so each step is one network call instead of two.
+
+The target (Salimans & Ho, Algorithm 2): from x_t, the teacher takes two DDIM steps, t -> t' -> t''; the student's
+x_0 must be the one from which a single DDIM step t -> t'' lands on the same x_t''. With alpha = sqrt(abar) and
+sigma = sqrt(1 - abar):
+
+    x~ = (x_t'' - (sigma_t'' / sigma_t) x_t) / (alpha_t'' - (sigma_t'' / sigma_t) alpha_t)
+
+(for t'' past the last step, the clean picture: x~ = x_t''). The student's grid is every other point of its
+teacher's, both DDIM's trailing spacing, so the rounds nest: 8 -> 4 uses the 8-step grid's points 0, 2, 4, 6.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from playground.diffusion.forward import add_noise, randn
+from playground.diffusion.samplers import PredictionType, spaced_timesteps
+from playground.diffusion.schedules import NoiseSchedule
+from playground.diffusion.training import TrainState, optimizer_step, scheduled_lr
+
+# (x_t (B, ...), t (B,)) -> the network's output (eps, v or x_0), the prompt and guidance scale already bound
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def alpha_sigma(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sqrt(abar_t) and sqrt(1 - abar_t) for each example's level t (B,), shaped to broadcast against ``like``
+    (B, ...); t = -1 is the clean picture (1, 0)."""
+    cumprod = schedule.alphas_cumprod.to(t.device)
+    abar = torch.where(t >= 0, cumprod[t.clamp(min=0)], torch.ones_like(cumprod[0]))
+    abar = abar.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+    return abar.sqrt(), (1 - abar).sqrt()
+
+
+def ddim_jump(schedule: NoiseSchedule, x_t: torch.Tensor, pred_x0: torch.Tensor, t: torch.Tensor,
+              s: torch.Tensor) -> torch.Tensor:
+    """A deterministic DDIM step (Song et al. 2021, eq. 12 with eta = 0) from level t to level s (each (B,)) given
+    x_0's prediction: x_s = alpha_s x_0 + sigma_s eps, eps = (x_t - alpha_t x_0) / sigma_t."""
+    alpha_t, sigma_t = alpha_sigma(schedule, t, x_t)
+    alpha_s, sigma_s = alpha_sigma(schedule, s, x_t)
+    eps = (x_t - alpha_t * pred_x0) / sigma_t
+    return alpha_s * pred_x0 + sigma_s * eps
+
+
+def predicted_x0(schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                 prediction_type: PredictionType, clip: float | None = None) -> torch.Tensor:
+    """The x_0 a network's output implies at each example's level t (clamped to [-clip, clip] when given)."""
+    alpha, sigma = alpha_sigma(schedule, t, x_t)
+    if prediction_type == "epsilon":
+        x0 = (x_t - sigma * output) / alpha
+    elif prediction_type == "v_prediction":
+        x0 = alpha * x_t - sigma * output
+    else:
+        x0 = output
+    return x0.clamp(-clip, clip) if clip is not None else x0
+
+
+def two_step_target(schedule: NoiseSchedule, teacher: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
+                    t_mid: torch.Tensor, t_next: torch.Tensor, prediction_type: PredictionType,
+                    clip: float | None = None) -> torch.Tensor:
+    """The student's x_0 target at (x_t, t): the teacher's two DDIM steps t -> t_mid -> t_next (each (B,)),
+    inverted to the x_0 of one step t -> t_next (Salimans & Ho 2022, Algorithm 2). ``clip``: clamp the teacher's
+    x_0 as the app's DDIM does (pixels live in [-1, 1]; None for latents)."""
+    x0 = predicted_x0(schedule, teacher(x_t, t), x_t, t, prediction_type, clip)
+    x_mid = ddim_jump(schedule, x_t, x0, t, t_mid)
+    x0_mid = predicted_x0(schedule, teacher(x_mid, t_mid), x_mid, t_mid, prediction_type, clip)
+    x_next = ddim_jump(schedule, x_mid, x0_mid, t_mid, t_next)
+    alpha_t, sigma_t = alpha_sigma(schedule, t, x_t)
+    alpha_n, sigma_n = alpha_sigma(schedule, t_next, x_t)
+    ratio = sigma_n / sigma_t  # 0 for the last step, where the target is x_next itself
+    return (x_next - ratio * x_t) / (alpha_n - ratio * alpha_t)
+
+
+def student_grid(num_train_timesteps: int, student_steps: int) -> tuple[list[int], list[int]]:
+    """The student's timesteps (trailing spacing, noisiest first) and, for each, the teacher's midpoint: the
+    teacher walks 2N trailing-spaced steps, the student every other one of them."""
+    teacher = spaced_timesteps(num_train_timesteps, 2 * student_steps, "trailing")
+    return teacher[::2], teacher[1::2]
+
+
+def next_level(grid: list[int], index: int) -> int:
+    """The level after the grid's ``index``-th step (-1 after the last: the clean picture)."""
+    return grid[index + 1] if index + 1 < len(grid) else -1
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One round of distillation (a student of ``student_steps`` learning from a teacher of twice as many)."""
+
+    student_steps: int = 4
+    steps: int = 1500  # optimizer steps in this round
+    batch_size: int = 16
+    lr: float = 5e-5
+    warmup_steps: int = 50
+    lr_min_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_max_decay: float = 0.995
+    guidance_min: float = 1.0  # the guidance scales the student learns, drawn uniformly per example
+    guidance_max: float = 8.0
+    prompt_dropout: float = 0.15  # share of examples distilled with the empty prompt
+    word_dropout: float = 0.5
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+StudentFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # x, t, words, w
+TeacherFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # the same, guided
+
+
+def distillation_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule, x0: torch.Tensor,
+                      words: torch.Tensor, guidance: torch.Tensor, config: DistillConfig, generator: torch.Generator,
+                      prediction_type: PredictionType, clip: float | None) -> torch.Tensor:
+    """One batch: each example noised to a random step of the student's grid, the teacher's two-step target there,
+    and the student's output against it in its own prediction type (for v: the v that target implies, which weighs
+    the x_0 error by SNR + 1, Salimans & Ho's choice)."""
+    grid, mids = student_grid(schedule.num_timesteps, config.student_steps)
+    nexts = [next_level(grid, i) for i in range(len(grid))]
+    index = torch.randint(0, len(grid), (x0.shape[0],), generator=generator)
+    t, t_mid, t_next = (torch.tensor(levels, device=x0.device)[index.to(x0.device)] for levels in (grid, mids, nexts))
+    x_t = add_noise(schedule, x0, randn(x0.shape, generator, x0), t)
+    with torch.no_grad():
+        target_x0 = two_step_target(schedule, lambda x, tt: teacher(x, tt, words, guidance), x_t, t, t_mid, t_next,
+                                    prediction_type, clip)
+    target = _target_output(schedule, target_x0, x_t, t, prediction_type)
+    return (student(x_t, t, words, guidance).float() - target.float()).pow(2).flatten(1).mean(1).mean()
+
+
+def _target_output(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                   prediction_type: PredictionType) -> torch.Tensor:
+    """What a network of ``prediction_type`` should output at (x_t, t) for its x_0 to be ``x0``."""
+    alpha, sigma = alpha_sigma(schedule, t, x_t)
+    eps = (x_t - alpha * x0) / sigma
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "v_prediction":
+        return alpha * eps - sigma * x0
+    return x0
+
+
+def distill(state: TrainState, student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule,
+            draw: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]], config: DistillConfig,
+            prediction_type: PredictionType, clip: float | None = None,
+            callback: Callable | None = None, should_stop: Callable[[], bool] = lambda: False) -> TrainState:
+    """One round: train ``state.model`` (called through ``student``) until config.steps or ``should_stop()``.
+    ``draw(generator)`` gives a batch of (x_0, word ids); each example's guidance scale is drawn uniformly from
+    [guidance_min, guidance_max]. EMA, lr schedule and resuming are diffusion.training's."""
+    model = state.model.train()
+    device = next(model.parameters()).device
+    while state.step < config.steps and not should_stop():
+        started = time.perf_counter()
+        lr = scheduled_lr(state, config)
+        x0, words = draw(state.generator)
+        x0, words = x0.to(device), words.to(device)
+        span = config.guidance_max - config.guidance_min
+        guidance = (config.guidance_min + span * torch.rand(len(x0), generator=state.generator)).to(device)
+        loss = distillation_loss(student, teacher, schedule, x0, words, guidance, config, state.generator,
+                                 prediction_type, clip)
+        optimizer_step(state, loss, config, lr, started, callback)
+    model.eval()
+    return state

@@ -1,0 +1,233 @@
+"""Distil a prompt model into a few-step student: ``python -m playground distill``.
+
+    RUN/rounds/016-steps/   a run folder per round (checkpoint/, samples/, log.csv), the student of that many steps
+    RUN/rounds/008-steps/   ...each round's student starts from the one before, and is its teacher's half
+    RUN/checkpoint -> the last round's checkpoint folder, as every other run has it (copied when it finishes)
+
+The first round's teacher is the prompt model itself with classifier-free guidance (two network calls a step), at
+twice the first round's steps; the student it teaches takes the guidance scale as an input (one call a step). Every
+later round's teacher is the round before's student. Each round resumes where it stopped; a finished round is
+skipped. Data: the emoji set the teacher learned, with its names as captions (word and prompt dropout).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from playground import media
+from playground.checkpoints import (
+    Checkpoint,
+    load_checkpoint,
+    load_training_state,
+    load_weights_into,
+    read_info,
+    save_checkpoint,
+)
+from playground.data.augment import augmenter
+from playground.data.dataset import Dataset
+from playground.diffusion.distillation import DistillConfig, distill
+from playground.diffusion.guidance import classifier_free_guidance
+from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, draw_examples, new_train_state
+from playground.models import PromptedUNet, count_parameters
+from playground.services.image_sampling import final_images
+from playground.services.run_folder import RunFolder, RunLog
+from playground.services.training_runs import CheckpointClock
+
+PREVIEW_PROMPTS = ("", "cat", "red heart", "tree")
+
+
+def check_rounds(rounds: list[int], num_timesteps: int) -> list[int]:
+    """Student step counts, each half the one before (16, 8, 4): ValueError with one sentence otherwise."""
+    if not rounds:
+        raise ValueError("Give at least one round: the student's steps, such as 4.")
+    for before, after in zip(rounds, rounds[1:], strict=False):
+        if after * 2 != before:
+            raise ValueError(f"Each round halves the steps of the one before ({before} is followed by {before // 2}, "
+                             f"not {after}).")
+    if rounds[-1] < 1 or 2 * rounds[0] > num_timesteps:
+        raise ValueError(f"The first round's teacher takes {2 * rounds[0]} steps, at most T = {num_timesteps}; the "
+                         "last student takes 1 step or more.")
+    return rounds
+
+
+def guided_teacher(model: PromptedUNet) -> Callable:
+    """The prompt model with classifier-free guidance at each example's scale, both halves in one batch: the first
+    round's teacher."""
+    def teacher(x_t: torch.Tensor, t: torch.Tensor, words: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        out = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([words, torch.zeros_like(words)]))
+        cond, uncond = out.chunk(2)
+        return classifier_free_guidance(uncond, cond, scale.view(-1, *([1] * (x_t.ndim - 1))))
+    return teacher
+
+
+def student_call(model: PromptedUNet) -> Callable:
+    return lambda x_t, t, words, scale: model(x_t, t, words, scale)
+
+
+@dataclass
+class DistillSpec:
+    """A whole distillation: the teacher, the rounds, and each round's recipe."""
+
+    teacher: Path
+    rounds: list[int]  # the students' steps, halving: [16, 8, 4]
+    config: DistillConfig  # every round's recipe (its student_steps set per round)
+    preview_every: int = 250
+    checkpoint_every_s: float = 600.0
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Round:
+    """One round while it trains: what the step callback and the saves share."""
+
+    run: RunFolder
+    spec: DistillSpec
+    config: DistillConfig
+    teacher: Checkpoint
+    state: TrainState
+    dataset: Dataset
+    log: RunLog
+    clock: CheckpointClock
+    wall_before: float = 0.0
+    on_event: Callable[[TrainEvent], None] | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def on_step(self, event: TrainEvent, state: TrainState) -> None:
+        self.log.write(event.step, event.loss, event.lr, event.images_per_second)
+        if self.on_event is not None:
+            self.on_event(event)
+        if event.step % self.spec.preview_every == 0 or event.step == event.total_steps:
+            self.preview(event.step)
+        if self.clock.due():
+            self.save()
+            self.clock.saved()
+
+    def student(self) -> Checkpoint:
+        teacher = self.teacher
+        return Checkpoint(self.run.checkpoint, self.state.ema.model, teacher.schedule, teacher.prediction_type,
+                          autoencoder=teacher.autoencoder)
+
+    def preview(self, step: int) -> None:
+        """A row of 8 pictures per preview prompt the model knows, from the same noise, in the round's steps."""
+        known = self.teacher.vocabulary.index
+        prompts = [p for p in PREVIEW_PROMPTS if all(word in known for word in p.split())]
+        rows = [media.image_grid(final_images(self.student(), "ddim", self.config.student_steps, 8, 1234,
+                                              prompt=prompt), columns=8) for prompt in prompts]
+        grid = media.grid(rows, columns=1, gap=2)
+        grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(self.run.preview_path(step))
+
+    def save(self) -> None:
+        state, config, teacher = self.state, self.config, self.teacher
+        tensors, meta = state.to_tensors()
+        losses = state.losses
+        info = {**{k: v for k, v in read_info(self.spec.teacher).items() if k in ("model", "data")},
+                "training": config.to_dict(), "parameters": count_parameters(state.model), "steps": state.step,
+                "distilled": {"teacher": self.spec.teacher.name, "student_steps": config.student_steps,
+                              "rounds": self.spec.rounds, "guidance_range": [config.guidance_min,
+                                                                             config.guidance_max]},
+                "wall_time_s": self.wall_before + time.perf_counter() - self.started,
+                "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
+                "loss_history_full": losses, **self.spec.info}
+        save_checkpoint(self.run.checkpoint, state.ema.model, teacher.schedule.name, teacher.schedule.num_timesteps,
+                        teacher.prediction_type, info, distilled_card(self.run.path.name, info), tensors, meta,
+                        autoencoder=teacher.autoencoder)
+
+
+def _round_state(run: RunFolder, teacher: Checkpoint, config: DistillConfig) -> tuple[TrainState, float]:
+    """The round's student: resumed from its own checkpoint, or a copy of its teacher (with a guidance input at zero
+    when the teacher is the prompt model itself)."""
+    student = teacher.unet.with_guidance() if teacher.unet.guidance is None else copy.deepcopy(teacher.unet)
+    state = new_train_state(student.train(), config)
+    saved = load_training_state(run.checkpoint)
+    if saved is None:
+        return state, 0.0
+    tensors, meta = saved
+    info = read_info(run.checkpoint)
+    state.load_tensors(tensors, meta, load_weights_into(student, run.checkpoint), info.get("loss_history_full", []))
+    return state, float(info.get("wall_time_s", 0.0))
+
+
+def distill_round(run: RunFolder, spec: DistillSpec, student_steps: int, start_from: Path, dataset: Dataset,
+                  on_event=None, should_stop: Callable[[], bool] = lambda: False, device="cpu") -> bool:
+    """Train (or continue) one round; True when it finished its steps (False: stopped)."""
+    config = replace(spec.config, student_steps=student_steps)
+    teacher = load_checkpoint(start_from, device)
+    if teacher.vocabulary is None:
+        raise ValueError(f"{teacher.name!r} takes no prompts; distillation here bakes classifier-free guidance into a "
+                         "prompt model's student, so start from a prompt model such as emoji32-prompts.")
+    teacher_fn = guided_teacher(teacher.unet) if teacher.unet.guidance is None else student_call(teacher.unet)
+    state, wall_before = _round_state(run, teacher, config)
+    if state.step >= config.steps:
+        return True
+    run.samples.mkdir(parents=True, exist_ok=True)
+    progress = _Round(run, spec, config, teacher, state, dataset, run.open_log(),
+                      CheckpointClock(spec.checkpoint_every_s), wall_before, on_event)
+    words = teacher.unet.vocabulary.batch(list(dataset.captions), drop_unknown=True)  # the names' words it knows
+    draw_config = TrainConfig(batch_size=config.batch_size, word_dropout=config.word_dropout,
+                              prompt_dropout=config.prompt_dropout, hflip=not teacher.is_latent)
+    augment = augmenter(draw_config)
+
+    def draw(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return draw_examples(dataset.images, generator, draw_config, augment=augment, words=words)
+
+    clip = None if teacher.is_latent else 1.0
+    try:
+        distill(state, student_call(state.model), teacher_fn, teacher.schedule, draw, config,
+                teacher.prediction_type, clip, progress.on_step, should_stop)
+    finally:
+        progress.log.close()
+        progress.save()
+    return state.step >= config.steps
+
+
+def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_round=None, on_event=None,
+                should_stop: Callable[[], bool] = lambda: False, device="cpu") -> Path:
+    """Every round in turn (a finished one skipped, a stopped one resumed); the last student's checkpoint is copied
+    to RUN/checkpoint. Returns that folder (or the stopped round's)."""
+    run = RunFolder(Path(run_dir))
+    start_from = spec.teacher
+    for student_steps in spec.rounds:
+        round_run = run.round(student_steps)
+        if on_round is not None:
+            on_round(student_steps, round_run)
+        if not distill_round(round_run, spec, student_steps, start_from, dataset, on_event, should_stop, device):
+            return round_run.checkpoint
+        start_from = round_run.checkpoint
+    if run.checkpoint.exists():
+        shutil.rmtree(run.checkpoint)
+    shutil.copytree(start_from, run.checkpoint, ignore=shutil.ignore_patterns("training"))
+    return run.checkpoint
+
+
+def distilled_card(title: str, info: dict) -> str:
+    """The model card of a distilled student."""
+    distilled, training = info.get("distilled", {}), info.get("training", {})
+    lines = [
+        f"# {title}", "",
+        f"A {distilled.get('student_steps')}-step student of `{distilled.get('teacher')}`, made with Diffusion "
+        "Playground by progressive distillation (Salimans & Ho 2022) with guidance distilled in (Meng et al. 2023): "
+        "each round a student learns to take in one DDIM step what its teacher takes in two, and it takes the "
+        "guidance scale as an input, so every step is one network call. Its UNet is a diffusers "
+        "`UNet2DModel(class_embed_type=\"identity\")` (`UNet2DModel.from_pretrained(folder, subfolder=\"unet\")`); "
+        "the prompt's vector (`prompt_encoder/bag_of_words.safetensors`) plus the guidance scale's "
+        "(`prompt_encoder/guidance.safetensors`: sinusoidal features of 100·w through a two-layer MLP) go in as "
+        "`class_labels`. Sample it with DDIM (η = 0) on its trailing-spaced steps: "
+        f"`python -m playground sample --checkpoint FOLDER --prompt cat --sampler ddim --steps "
+        f"{distilled.get('student_steps')}`.", "",
+        f"- Rounds (the students' steps): {distilled.get('rounds')}; this one's {info.get('steps')} steps of batch "
+        f"{training.get('batch_size')}, AdamW lr {training.get('lr')}, EMA up to {training.get('ema_max_decay')}",
+        f"- Guidance scales learned: {distilled.get('guidance_range')} (drawn uniformly per example)",
+        f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
+    ]
+    if info.get("command"):
+        lines += ["", "Distilled with exactly:", "", "```bash", info["command"], "```"]
+    return "\n".join(lines) + "\n"
