@@ -1,6 +1,15 @@
 """Sampling speed: our sampler loop against diffusers' DDIMPipeline, same UNet, batch and steps, one process.
 
     python bench/sampling.py [--checkpoint DIR] [--batch 16] [--steps 25] [--repeats 3]
+    python bench/sampling.py --latent checkpoints/emoji64-latent --pixel checkpoints/emoji32 [--sampler S --steps N]
+    python bench/sampling.py --distilled checkpoints/emoji32-prompts-distilled --teacher checkpoints/emoji32-prompts
+
+--latent: 16 pictures at 64 px from a latent model, the decoder included, against 16 at 32 px from a pixel model,
+with the same sampler and steps, interleaved; prints both times and their ratio (latent / pixel; at most 1 is the
+goal). --distilled: the student at 1, 2, 4 and 8 steps against its teacher at DDPM 200, DDPM 50 and DPM-Solver++ 25
+(guided), each: the time for 16 pictures of a prompt and how often samples follow the word (services.sample_quality:
+the nearest training emoji has the word in its name; --count samples for each of 25 words); --record writes the
+fidelities into the student's playground.json, where the Sample tab plots them.
 
 Prints images/s for both, the ratio (ours / diffusers, >1: ours is faster), and the share of this CPU's
 measured fp32 matmul GFLOP/s that the UNet reaches inside our loop. Then classifier-free guidance: the same UNet
@@ -48,13 +57,100 @@ def unet_flops(unet, batch: int, resolution: int) -> float:
     return counter.get_total_flops()
 
 
+def timed(fn, repeats: int) -> float:
+    """The median seconds of ``fn()`` over ``repeats`` runs, after one to warm up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def latent_against_pixel(latent_folder: str, pixel_folder: str, sampler: str, steps: int, repeats: int) -> None:
+    from playground.services.image_sampling import final_images
+    from playground.services.model_catalog import get_checkpoint
+
+    latent, pixel = get_checkpoint(latent_folder), get_checkpoint(pixel_folder)
+    runs = {name: (lambda c=checkpoint: final_images(c, sampler, steps, 16, 0)) for name, checkpoint in
+            (("latent", latent), ("pixel", pixel))}
+    times = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(repeats):  # interleaved, so drift on a shared machine hits both alike
+        for name, fn in runs.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    latent_s, pixel_s = statistics.median(times["latent"]), statistics.median(times["pixel"])
+    decode_s = timed(lambda: latent.to_pictures(torch.randn(16, *latent.sample_shape)), repeats)
+    print(f"16 pictures, {sampler} {steps} steps, torch threads {torch.get_num_threads()}:")
+    print(f"  {latent.name} at {latent.resolution} px (latents {latent.sample_shape}, decoder included): "
+          f"{latent_s:.2f} s, of which the decoder {decode_s:.2f} s")
+    print(f"  {pixel.name} at {pixel.resolution} px: {pixel_s:.2f} s")
+    print(f"  ratio latent / pixel: {latent_s / pixel_s:.2f}x")
+
+
+def distilled_against_teacher(student_folder: str, teacher_folder: str, count: int, repeats: int,
+                              record: bool) -> None:
+    import json
+
+    from playground.data.dataset import dataset_from_uint8
+    from playground.data.emoji import emoji_subset
+    from playground.services.image_sampling import final_images
+    from playground.services.model_catalog import get_checkpoint
+    from playground.services.sample_quality import BENCH_WORDS, prompt_fidelity
+
+    student, teacher = get_checkpoint(student_folder), get_checkpoint(teacher_folder)
+    emoji = emoji_subset(teacher.resolution)
+    images = dataset_from_uint8("emoji", emoji.images).images
+    guidance = 5.0
+    runs = [("student", student, "ddim", n) for n in (1, 2, 4, 8)] + [
+        ("teacher", teacher, sampler, n) for sampler, n in (("ddpm", 200), ("ddpm", 50), ("dpmpp", 25))]
+    measured: dict[str, dict[str, float]] = {"student": {}, "teacher": {}}
+    print(f"16 pictures of 'cat' at guidance {guidance:g}, and prompt fidelity over {len(BENCH_WORDS)} words x "
+          f"{count} samples; torch threads {torch.get_num_threads()}")
+    for who, checkpoint, sampler, steps in runs:
+        seconds = timed(lambda c=checkpoint, s=sampler, n=steps: final_images(c, s, n, 16, 0, prompt="cat",
+                                                                              guidance=guidance), repeats)
+        shares = prompt_fidelity(lambda word, c=checkpoint, s=sampler, n=steps: final_images(
+            c, s, n, count, 0, prompt=word, guidance=guidance), BENCH_WORDS, images, emoji.names)
+        mean = sum(shares.values()) / len(shares)
+        label = str(steps) if who == "student" else f"{'DDPM' if sampler == 'ddpm' else 'DPM-Solver++'} {steps}"
+        measured[who][label] = round(mean, 4)
+        followed = sum(share > 0.5 for share in shares.values())
+        print(f"  {who:>7} {label:>17}: {seconds:6.2f} s for 16, follows the word {mean:4.0%} ({followed} of "
+              f"{len(shares)} words)")
+    teacher_s = timed(lambda: final_images(teacher, "ddpm", 200, 16, 0, prompt="cat", guidance=guidance), 1)
+    student_s = timed(lambda: final_images(student, "ddim", 4, 16, 0, prompt="cat", guidance=guidance), repeats)
+    print(f"  the teacher's default (DDPM 200) against the student's 4 steps: {teacher_s / student_s:.0f}x faster")
+    if record:
+        info_path = student.path / "playground.json"
+        info = json.loads(info_path.read_text())
+        info["measured"] = measured
+        info_path.write_text(json.dumps(info, indent=2))
+        print(f"  recorded in {info_path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--checkpoint", help="a checkpoint folder (default: a fresh emoji32-sized UNet)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latent", help="a latent model: time it against --pixel instead")
+    parser.add_argument("--pixel", default=str(ROOT / "checkpoints" / "emoji32"))
+    parser.add_argument("--sampler", default="dpmpp", help="with --latent: the sampler both use")
+    parser.add_argument("--distilled", help="a distilled student: time and fidelity against --teacher instead")
+    parser.add_argument("--teacher", default=str(ROOT / "checkpoints" / "emoji32-prompts"))
+    parser.add_argument("--count", type=int, default=16, help="with --distilled: samples per word")
+    parser.add_argument("--record", action="store_true", help="with --distilled: write the fidelities into its card")
     args = parser.parse_args()
+    if args.latent:
+        return latent_against_pixel(args.latent, args.pixel, args.sampler, args.steps, args.repeats)
+    if args.distilled:
+        return distilled_against_teacher(args.distilled, args.teacher, args.count, args.repeats, args.record)
 
     if args.checkpoint:
         from playground.checkpoints import load_checkpoint

@@ -54,6 +54,7 @@ class LaunchedApp:
     model: str  # ...under this name, which is what the page and the API use
     prompt_model: str  # a tiny random prompt model's name
     latent_model: str  # a tiny random latent model's name
+    student_model: str  # a tiny random distilled student of prompt_model
     work: Path  # PLAYGROUND_WORK_DIR: the sessions' folders
 
 
@@ -68,6 +69,7 @@ def app(tmp_path_factory) -> LaunchedApp:
         make_tiny_checkpoint,
         make_tiny_latent_checkpoint,
         make_tiny_prompt_checkpoint,
+        make_tiny_student_checkpoint,
     )
 
     with pytest.MonkeyPatch.context() as patch:
@@ -78,9 +80,11 @@ def app(tmp_path_factory) -> LaunchedApp:
         make_greyscale_diffusers_folder(checkpoints / "grey-28")  # a 1-channel 28 px folder diffusers wrote
         make_tiny_prompt_checkpoint(checkpoints / "tiny-prompts")
         make_tiny_latent_checkpoint(checkpoints / "tiny-latent")
+        make_tiny_student_checkpoint(checkpoints / "tiny-student", teacher_name="tiny-prompts")
         patch.setenv("PLAYGROUND_CHECKPOINTS", str(checkpoints))
         demo = build_app()
         port = free_port()
         launch(demo, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
-        yield LaunchedApp(f"http://127.0.0.1:{port}/", str(base), "tiny-test", "tiny-prompts", "tiny-latent", work)
+        yield LaunchedApp(f"http://127.0.0.1:{port}/", str(base), "tiny-test", "tiny-prompts", "tiny-latent",
+                          "tiny-student", work)
         demo.close()

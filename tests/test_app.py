@@ -289,3 +289,21 @@ def test_a_latent_base_shows_reconstructions_and_fine_tunes(client, app, files):
     status = session.submit("center", app.latent_model, "", "quick", 3, 1e-3, 2, True, 0.85, 0.05, 0.0, 0.99, 3, 0,
                             "latent-dog", api_name="/train").result()[0]
     assert status.startswith("Done: 3 steps"), status
+
+
+def test_a_distilled_student_samples_in_its_steps_and_shows_its_halving(client, app):
+    controls = client.predict(app.student_model, "dpmpp", 25, api_name="/sample_prompt_controls")
+    note, sampler, steps, student_steps = controls[2], controls[3], controls[4], controls[5]
+    assert "A distilled student" in note and sampler["value"] == "ddim" and steps["value"] == 2
+    assert student_steps["visible"] and student_steps["value"] == 2
+    status = client.submit(app.student_model, "ddim", 2, 2, 0, 0.0, "red heart", 4.0,
+                           api_name="/sample").result()[2]
+    assert status.startswith("Done: 2 images for “red heart” at guidance 4")
+    gallery, note, figure = client.predict(app.student_model, "cat", 4.0, 0, api_name="/sample_halving")
+    assert [item["caption"].split(":")[0] for item in gallery] == ["x_t at t = 999", "teacher, 1 step",
+                                                                   "teacher, 2 steps", "student, 1 step"]
+    assert "apart (RMS)" in note
+    traces = json.loads(figure["plot"])["data"]
+    assert traces[0]["x"] == [400, 64] and traces[1]["x"] == [1, 2, 4]  # network calls: guided teacher, student
+    with pytest.raises(AppError, match="Choose a distilled model"):
+        client.predict(app.model, "", 4.0, 0, api_name="/sample_halving")

@@ -61,3 +61,19 @@ def make_tiny_latent_checkpoint(folder: Path, seed: int = 0) -> Path:
             "data": {"name": "none", "count": 0, "sha256": ""}}
     return save_checkpoint(folder, unet, "cosine", 1000, "v_prediction", info, "# tiny latent test model\n",
                            autoencoder=autoencoder)
+
+
+def make_tiny_student_checkpoint(folder: Path, teacher_name: str = "tiny-prompts", seed: int = 0) -> Path:
+    """A tiny random 2-step student of a tiny prompt model, with a guidance input and measured fidelities."""
+    from playground.data.prompts import Vocabulary
+    from playground.models import PromptedUNet
+
+    torch.manual_seed(seed)
+    config = PRESETS["tiny"]
+    words = ("blue", "cat", "dog", "heart", "red")
+    model = PromptedUNet.from_unconditional(build_unet(config), Vocabulary(words)).with_guidance().eval()
+    info = {"model": config.to_dict(), "parameters": count_parameters(model), "steps": 0,
+            "data": {"name": "none", "count": 0, "sha256": ""},
+            "distilled": {"teacher": teacher_name, "student_steps": 2, "rounds": [2], "guidance_range": [1, 8]},
+            "measured": {"teacher": {"DDPM 200": 0.5, "DDIM 32": 0.4}, "student": {"1": 0.2, "2": 0.3, "4": 0.35}}}
+    return save_checkpoint(folder, model, "cosine", 1000, "v_prediction", info, "# tiny student\n")

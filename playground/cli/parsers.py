@@ -239,10 +239,13 @@ def add_distill_parser(commands) -> None:
     distill.add_argument("--batch-size", type=int, default=16)
     distill.add_argument("--lr", type=float, default=5e-5)
     distill.add_argument("--guidance-min", type=float, default=1.0)
-    distill.add_argument("--guidance-max", type=float, default=8.0,
-                         help="the guidance scales the student learns, drawn uniformly (default 1 to 8)")
+    distill.add_argument("--guidance-max", type=float, default=10.0,
+                         help="the guidance scales the student learns, drawn uniformly (default 1 to 10)")
     distill.add_argument("--prompt-dropout", type=float, default=0.15)
     distill.add_argument("--word-dropout", type=float, default=0.5)
+    distill.add_argument("--word-focus", type=float, default=0.5,
+                         help="share of each batch drawn word first: a word two or more names share, captioned alone "
+                              "(default 0.5)")
     distill.add_argument("--preview-every", type=int, default=250)
     distill.add_argument("--seed", type=int, default=0)
     _add_run_arguments(distill, "the run folder (rounds/N-steps/ each, then checkpoint/)")

@@ -451,9 +451,11 @@ def run_distill(args: argparse.Namespace) -> int:
         raise ValueError("--rounds is a list of whole numbers, such as 16,8,4.") from None
     config = DistillConfig(steps=args.steps_per_round, batch_size=args.batch_size, lr=args.lr,
                            guidance_min=args.guidance_min, guidance_max=args.guidance_max,
-                           prompt_dropout=args.prompt_dropout, word_dropout=args.word_dropout, seed=args.seed)
+                           prompt_dropout=args.prompt_dropout, word_dropout=args.word_dropout,
+                           word_focus=args.word_focus, seed=args.seed)
     if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1
-            and config.lr > 0 and 0 <= config.prompt_dropout < 1 and 0 <= config.word_dropout < 1):
+            and config.lr > 0 and 0 <= config.prompt_dropout < 1 and 0 <= config.word_dropout < 1
+            and 0 <= config.word_focus < 1):
         raise ValueError("--guidance-min must be 0 or more and at most --guidance-max; --steps-per-round and "
                          "--batch-size 1 or more; --lr above 0; the dropouts shares below 1.")
     try:

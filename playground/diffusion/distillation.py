@@ -104,9 +104,10 @@ class DistillConfig:
     grad_clip: float = 1.0
     ema_max_decay: float = 0.995
     guidance_min: float = 1.0  # the guidance scales the student learns, drawn uniformly per example
-    guidance_max: float = 8.0
+    guidance_max: float = 10.0
     prompt_dropout: float = 0.15  # share of examples distilled with the empty prompt
     word_dropout: float = 0.5
+    word_focus: float = 0.5  # share of each batch drawn word first (training.draw_word_first): one-word prompts
     seed: int = 0
 
     def to_dict(self) -> dict:

@@ -173,7 +173,8 @@ def distill_round(run: RunFolder, spec: DistillSpec, student_steps: int, start_f
                       CheckpointClock(spec.checkpoint_every_s), wall_before, on_event)
     words = teacher.unet.vocabulary.batch(list(dataset.captions), drop_unknown=True)  # the names' words it knows
     draw_config = TrainConfig(batch_size=config.batch_size, word_dropout=config.word_dropout,
-                              prompt_dropout=config.prompt_dropout, hflip=not teacher.is_latent)
+                              prompt_dropout=config.prompt_dropout, word_focus=config.word_focus,
+                              hflip=not teacher.is_latent)
     augment = augmenter(draw_config)
 
     def draw(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

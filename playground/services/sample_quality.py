@@ -20,6 +20,7 @@ pixels) has that word in its name: for each word, the share of samples that do.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -140,3 +141,14 @@ def chance_fidelity(word: str, names: list[str]) -> float:
     """What :func:`word_fidelity` would give samples that ignore the prompt and spread like the data: the share of
     names with the word."""
     return sum(word in words_of(name) for name in names) / len(names)
+
+
+BENCH_WORDS = ("cat", "dog", "heart", "moon", "clock", "face", "tree", "car", "star", "flag", "fish", "bird", "house",
+               "sun", "flower", "apple", "ball", "hand", "cloud", "fire", "train", "boat", "hat", "book", "cake")
+
+
+def prompt_fidelity(draw: Callable[[str], torch.Tensor], words: tuple[str, ...], images: torch.Tensor,
+                    names: list[str]) -> dict[str, float]:
+    """Each word's :func:`word_fidelity` for the pictures ``draw(word)`` gives (a model sampled with that prompt):
+    what bench/prompt_fidelity.py and bench/sampling.py --distilled report, as a mean and per word."""
+    return {word: word_fidelity(draw(word), word, images, names) for word in words}

@@ -9,10 +9,12 @@ from types import SimpleNamespace
 import gradio as gr
 
 from playground import media
+from playground.plots import fidelity_figure
 from playground.services import image_sampling as sampling
 from playground.services.checks import check_seed
+from playground.services.distillation_views import STUDENT_STEPS, distilled, halving, measured_fidelity, teacher_of
 from playground.services.jobs import JobBusy, JobRegistry
-from playground.services.prompting import MAX_GUIDANCE, prompt_suggestions
+from playground.services.prompting import MAX_GUIDANCE, check_prompt, prompt_suggestions
 from playground.ui.common import (
     checkpoint_for,
     model_label_for,
@@ -69,22 +71,57 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
     """The prompt box and guidance slider: usable for a prompt model; disabled, with the reason, for the others.
     A sampler and steps still at the other kind's defaults move to this kind's (a prompt model: PROMPT_SAMPLING,
     ancestral DDPM, which follows prompts better; any other: PLAIN_SAMPLING, DPM-Solver++); ones a person chose
-    stay."""
+    stay. A distilled student moves to DDIM on the steps it was distilled for, and offers 1, 2, 4 and 8."""
     checkpoint = checkpoint_for(name, request) if name else None
     prompted = checkpoint is not None and checkpoint.vocabulary is not None
     wanted, other = ((sampling.PROMPT_SAMPLING, sampling.PLAIN_SAMPLING) if prompted else
                      (sampling.PLAIN_SAMPLING, sampling.PROMPT_SAMPLING))
     sampler_update, steps_update = gr.Radio(), gr.Slider()
-    if checkpoint is not None and steps is not None and (sampler, int(steps)) == other:
+    student = distilled(checkpoint) if checkpoint is not None else None
+    if student:
+        sampler_update, steps_update = gr.Radio(value="ddim"), gr.Slider(value=int(student["student_steps"]))
+    elif checkpoint is not None and steps is not None and (sampler, int(steps)) == other:
         sampler_update = gr.Radio(value=wanted[0])
         steps_update = gr.Slider(value=min(wanted[1], checkpoint.schedule.num_timesteps))
     label = model_label_for(name, request) if name else "This model"
     box, slider, note = prompt_widgets(checkpoint, label)
-    if prompted:
+    if student:
+        note += (f"\n\n*A distilled student: it takes in one DDIM step what its teacher took in two, and the guidance "
+                 f"scale is an input, so each step is one network call. It was distilled for "
+                 f"{student['student_steps']} steps; try 1, 2, 4 or 8.*")
+    elif prompted:
         note += (f"\n\n*Prompt models start on DDPM, {sampling.PROMPT_SAMPLING[1]} steps: its fresh noise at every "
                  "step lets guidance keep steering, so more pictures follow the words than with a deterministic "
                  "sampler.*")
-    return box, slider, note, sampler_update, steps_update
+    return (box, slider, note, sampler_update, steps_update,
+            gr.Radio(visible=bool(student), value=int(student["student_steps"]) if student else None))
+
+
+def halving_view(name: str | None, prompt: str, guidance: float, seed: int, request: gr.Request):
+    """A distilled student's first step beside its teacher's two, from the same noise, and the measured fidelity."""
+    checkpoint = checkpoint_for(name, request)
+    if distilled(checkpoint) is None:
+        raise problem("Choose a distilled model (such as emoji32-prompts-distilled) to see a student's step beside "
+                      "its teacher's two.")
+    teacher = teacher_of(checkpoint)
+    if teacher is None:
+        raise problem(f"The teacher this student was distilled from ({distilled(checkpoint)['teacher']}) is not "
+                      "installed here.")
+    with toasts():
+        prompt, guidance = check_prompt(checkpoint, prompt, guidance)
+        seed = check_seed(seed)
+    view = halving(checkpoint, teacher, prompt, guidance, seed)
+    end = "the finished pictures" if view.t_next < 0 else f"t = {view.t_next}"
+    gallery = [(media.grid_picture(view.x_t, 256), f"x_t at t = {view.t}"),
+               (media.grid_picture(view.teacher_mid, 256), f"teacher, 1 step: t = {view.t_mid}"),
+               (media.grid_picture(view.teacher_next, 256), f"teacher, 2 steps: {end}"),
+               (media.grid_picture(view.student_next, 256), f"student, 1 step: {end}")]
+    note = (f"From the same x_t (t = {view.t}), the teacher (classifier-free guidance: two network calls a step) "
+            f"takes two DDIM steps to {end} and the student one (one call). They land {view.distance:.3f} apart "
+            f"(RMS), where the two steps moved {view.start_distance:.3f}. Distillation trained the student round by "
+            f"round to make that gap small; its model card says what the training cost.")
+    measured = measured_fidelity(checkpoint)
+    return gallery, note, fidelity_figure(measured) if measured else None
 
 
 def suggest(name: str | None, prompt: str, request: gr.Request) -> str:
@@ -200,6 +237,8 @@ def _controls() -> SimpleNamespace:
     c.info = gr.Markdown(elem_id="sample-info")
     c.sampler = gr.Radio(SAMPLER_CHOICES, value=sampling.PLAIN_SAMPLING[0], label="Sampler", elem_id="sample-sampler")
     c.steps = gr.Slider(1, 1000, value=sampling.PLAIN_SAMPLING[1], step=1, label="Steps", elem_id="sample-steps")
+    c.student_steps = gr.Radio(list(STUDENT_STEPS), label="A distilled student's steps", visible=False,
+                               elem_id="sample-student-steps")
     c.eta = gr.Slider(0, 1, value=0, step=0.05, label="η (DDIM only: 0 deterministic, 1 like DDPM)")
     c.count = gr.Slider(1, sampling.MAX_IMAGES, value=16, step=1, label="Images", elem_id="sample-count")
     c.prompt = gr.Textbox("", label="Prompt (words from emoji names)", max_lines=1, elem_id="sample-prompt",
@@ -251,13 +290,24 @@ def _comparisons(c: SimpleNamespace) -> None:
         c.sweep = gr.Button(f"Sweep ({sampling.SWEEP_IMAGES} images at each scale)", elem_id="sample-sweep")
         c.sweep_gallery = gr.Gallery(label="Guidance sweep", columns=len(sampling.SWEEP_SCALES), height="auto",
                                      elem_id="sample-sweep-gallery", elem_classes=["pixelated"])
+    with gr.Accordion("Distillation: a student's one step beside its teacher's two (distilled models)", open=False):
+        c.halving = gr.Button("Show one step of the student and two of its teacher", elem_id="sample-halving")
+        c.halving_gallery = gr.Gallery(label="The same noise, one student step and two teacher steps", columns=4,
+                                       height="auto", elem_id="sample-halving-gallery", elem_classes=["pixelated"])
+        c.halving_note = gr.Markdown(elem_id="sample-halving-note")
+        c.fidelity = gr.Plot(label="Steps against prompt fidelity", elem_id="sample-fidelity")
 
 
 def _wire(demo: gr.Blocks, c: SimpleNamespace) -> None:
     gr.on([demo.load, c.checkpoint.change], checkpoint_info, [c.checkpoint], [c.info], api_name="sample_info")
     gr.on([demo.load, c.checkpoint.change], prompt_controls, [c.checkpoint, c.sampler, c.steps],
-          [c.prompt, c.guidance, c.prompt_note, c.sampler, c.steps],
+          [c.prompt, c.guidance, c.prompt_note, c.sampler, c.steps, c.student_steps],
           api_name="sample_prompt_controls", api_visibility="undocumented")
+    c.student_steps.input(lambda n: gr.Slider(value=n), [c.student_steps], [c.steps], api_name="sample_student_steps",
+                          api_visibility="private", queue=False)
+    c.halving.click(halving_view, [c.checkpoint, c.prompt, c.guidance, c.seed],
+                    [c.halving_gallery, c.halving_note, c.fidelity], api_name="sample_halving", concurrency_limit=1,
+                    concurrency_id="heavy")
     c.prompt.input(suggest, [c.checkpoint, c.prompt], [c.prompt_note], api_name="sample_prompt_words", queue=False,
                    trigger_mode="always_last", show_progress="hidden")
     # Not queued: the slider's range is right before a person (or a test) moves it.
