@@ -52,6 +52,7 @@ def test_served_x_t_is_the_core_x_t_pixel_for_pixel(client, files):
     assert f"{numbers['sqrt_alpha_bar']:.4f}" in formula and "dB" in formula
 
 
+@pytest.mark.slow
 def test_noise_step_is_the_slider_part_of_noise(client, files):
     full = noise(client, files["photo.png"], t=321, seed=3)
     step = client.predict(handle_file(str(files["photo.png"])), "cosine", 1000, 321, 3, 64, False,
@@ -60,6 +61,7 @@ def test_noise_step_is_the_slider_part_of_noise(client, files):
     assert step[1] == full[3] and step[2] == full[5]
 
 
+@pytest.mark.slow
 def test_moving_t_changes_x_t_and_the_seed_fixes_the_noise(client, files):
     a = np.asarray(Image.open(noise(client, files["photo.png"], t=100)[1]), dtype=int)
     b = np.asarray(Image.open(noise(client, files["photo.png"], t=900)[1]), dtype=int)
@@ -71,11 +73,13 @@ def test_moving_t_changes_x_t_and_the_seed_fixes_the_noise(client, files):
 
 
 @pytest.mark.parametrize("name", GOOD)
+@pytest.mark.slow
 def test_good_uploads_work_through_the_app(client, files, name):
     x0_path, xt_path, *_ = noise(client, files[name])
     assert Image.open(x0_path).size == (256, 256)
 
 
+@pytest.mark.slow
 def test_bad_uploads_get_a_sentence_and_the_app_stays_up(client, files, capfd):
     capfd.readouterr()  # what came before is not this test's
     for name, message in BAD.items():
@@ -107,6 +111,7 @@ def test_zero_terminal_snr_last_step_is_pure_noise_and_valid_json(client, files)
     assert np.corrcoef(x_t.ravel(), eps.ravel())[0, 1] > 0.9
 
 
+@pytest.mark.slow
 def test_schedule_endpoint_plots_every_chosen_schedule(client):
     beta, alpha_bar, log_snr, summary, notes = client.predict(["linear", "cosine", "sigmoid"], 500, True,
                                                               api_name="/schedule")
@@ -125,6 +130,7 @@ def test_schedule_endpoint_plots_every_chosen_schedule(client):
     assert "linear** ends at ᾱ = 0.364 with T = 100" in notes
 
 
+@pytest.mark.slow
 def test_gif_of_the_forward_process(client, files):
     shown, download = client.predict(handle_file(str(files["photo.png"])), "linear", 1000, 0, 64, False,
                                      api_name="/noise_gif")
@@ -170,6 +176,7 @@ def test_toy_sample_before_training_says_what_to_do(client):
         fresh.predict("dpmpp", 20, 0, api_name="/toy_sample")
 
 
+@pytest.mark.slow
 def test_sample_streams_the_steps_then_the_animation(client, app):
     path = app.model
     job = client.submit(path, "ddim", 12, 4, 3, 0.0, api_name="/sample")
@@ -190,6 +197,7 @@ def test_sample_streams_the_steps_then_the_animation(client, app):
         assert sum(1 for _ in video.decode(video=0)) >= 13
 
 
+@pytest.mark.slow
 def test_sample_stop_keeps_the_animation_so_far(client, app):
     session = Client(client.src, verbose=False)
     path = app.model
@@ -210,6 +218,7 @@ def test_sample_refuses_a_path_or_an_unlisted_model_with_a_sentence(client, app)
         assert "Traceback" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_a_prompt_model_follows_a_prompt_and_shows_the_guidance_equation(client, app):
     job = client.submit(app.prompt_model, "dpmpp", 6, 2, 3, 0.0, "red heart", 4.0, api_name="/sample")
     outputs = list(job)
@@ -248,6 +257,7 @@ def test_toy_stop_keeps_the_weights_trained_so_far(client):
     assert "Energy distance" in verdict  # the stopped model samples; it was not thrown away
 
 
+@pytest.mark.slow
 def test_a_greyscale_model_samples_in_the_tab_and_fine_tunes_in_the_train_tab(client, files):
     session = Client(client.src, verbose=False)
     info = session.predict("grey-28", api_name="/sample_info")
@@ -264,6 +274,7 @@ def test_a_greyscale_model_samples_in_the_tab_and_fine_tunes_in_the_train_tab(cl
     assert status.startswith("Done: 3 steps"), status
 
 
+@pytest.mark.slow
 def test_a_latent_model_samples_decoded_or_as_its_channels_and_shows_its_latent(client, app, files):
     info = client.predict(app.latent_model, api_name="/sample_info")
     assert "A **latent model**: it denoises 4×8×8 latents" in info
@@ -280,6 +291,7 @@ def test_a_latent_model_samples_decoded_or_as_its_channels_and_shows_its_latent(
     assert Image.open(picture).size == Image.open(pixels).size
 
 
+@pytest.mark.slow
 def test_a_latent_base_shows_reconstructions_and_fine_tunes(client, app, files):
     session = Client(client.src, verbose=False)
     gallery, note, _ = session.predict([handle_file(str(files["photo.png"]))], "center", app.latent_model,
@@ -291,6 +303,7 @@ def test_a_latent_base_shows_reconstructions_and_fine_tunes(client, app, files):
     assert status.startswith("Done: 3 steps"), status
 
 
+@pytest.mark.slow
 def test_a_distilled_student_samples_in_its_steps_and_shows_its_halving(client, app):
     controls = client.predict(app.student_model, "dpmpp", 25, api_name="/sample_prompt_controls")
     note, sampler, steps, student_steps = controls[2], controls[3], controls[4], controls[5]

@@ -84,6 +84,7 @@ INFERENCE = ("playground.services.image_sampling", "playground.services.model_ca
              "playground.services.editing", "playground.services.latent_view", "playground.services.distillation_views")
 
 
+@pytest.mark.slow
 def test_inference_never_loads_training_code():
     """In a fresh interpreter, every inference service together loads none of the training modules (so none of them
     does alone)."""

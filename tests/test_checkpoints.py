@@ -59,6 +59,7 @@ def test_pickle_weights_are_refused_with_a_sentence(tmp_path):
         load_checkpoint(tmp_path)
 
 
+@pytest.mark.slow
 def test_same_seed_same_images_and_every_step_streams(tiny):
     checkpoint = get_checkpoint(tiny)
 
@@ -73,6 +74,7 @@ def test_same_seed_same_images_and_every_step_streams(tiny):
     assert torch.equal(first_noise, next(iter(generate(checkpoint, "ddim", 9, 3, 5))).x_t)  # same x_T for every sampler
 
 
+@pytest.mark.slow
 def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
     out = tmp_path / "out"
     assert main(["sample", "--checkpoint", str(tiny), "--sampler", "ddim", "--steps", "8", "--n", "5",
@@ -93,6 +95,7 @@ def test_sample_cli_writes_images_grid_and_gif(tiny, tmp_path):
     assert main(["sample", "--checkpoint", str(tmp_path), "--out", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_training_resumes_exactly_and_warm_starts(tmp_path):
     """Stop at step 5 and resume to 10 == 10 straight; a warm start carries the step count and weights on."""
     from playground.data.dataset import dataset_from_uint8
@@ -127,6 +130,7 @@ def test_training_resumes_exactly_and_warm_starts(tmp_path):
     assert logged == pytest.approx({11: longer.lr / 2, 12: longer.lr})
 
 
+@pytest.mark.slow
 def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
     from playground.services.model_catalog import SHIPPED
 
@@ -153,6 +157,7 @@ def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
         assert {p.dtype for p in get_checkpoint(folder).unet.parameters()} == {torch.float32}
 
 
+@pytest.mark.slow
 def test_half_precision_weights_halve_the_file_and_sample_like_float32(tiny, tmp_path):
     import shutil
 
@@ -184,6 +189,7 @@ def load_file_dtype(path):
     return next(iter(load_file(str(path)).values())).dtype
 
 
+@pytest.mark.slow
 def test_a_greyscale_diffusers_folder_of_any_size_samples_and_fine_tunes(tmp_path, capsys):
     from PIL import Image
 

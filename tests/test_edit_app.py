@@ -46,6 +46,7 @@ def edit(session, model, canvas_editor, mode, steps=6, count=2, strength=0.5, sa
                           api_name="/edit")
 
 
+@pytest.mark.slow
 def test_sdedit_and_repaint_stream_and_end_with_the_animation(session, app, pictures):
     canvas = load(session, pictures / "wide.png")
     assert Image.open(canvas).size == (256, 256)  # the square the models see, to paint on
@@ -64,6 +65,7 @@ def test_sdedit_and_repaint_stream_and_end_with_the_animation(session, app, pict
     assert result.shape[0] > 0
 
 
+@pytest.mark.slow
 def test_bad_edits_get_a_sentence(session, app, pictures, tmp_path):
     with pytest.raises(AppError, match="Upload a picture to edit first"):
         edit(session, app.model, None, "sdedit").result()
@@ -79,6 +81,7 @@ def test_bad_edits_get_a_sentence(session, app, pictures, tmp_path):
         edit(session, "/etc", None, "sdedit").result()
 
 
+@pytest.mark.slow
 def test_strength_sweep_and_stop(session, app, pictures):
     load(session, pictures / "wide.png")
     gallery = session.predict(app.model, "ddim", 10, 0, "", 5.0, api_name="/edit_sweep")

@@ -175,6 +175,7 @@ def test_masks_are_cropped_as_the_picture_and_scaled_when_smaller(files):
         load_mask(files["empty"], files["picture"], 8)
 
 
+@pytest.mark.slow
 def test_a_latent_models_repaint_keeps_the_known_pixels_exactly(tmp_path, files):
     from playground.services.editing import EditRequest, iter_edit, load_mask, load_picture
     from playground.services.model_catalog import get_checkpoint

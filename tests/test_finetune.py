@@ -156,6 +156,7 @@ def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_base, six_p
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+@pytest.mark.slow
 def test_from_scratch_builds_the_default_network(tmp_path, six_photos):
     config = recipes.train_config("quick", None, steps=2, batch_size=2)
     run = finetuning.start_run(tmp_path / "scratch", images(six_photos), None, config)
@@ -172,6 +173,7 @@ def test_safe_name(text, name):
     assert workdir.safe_name(text) == name
 
 
+@pytest.mark.slow
 def test_zip_and_copy_are_loadable_diffusers_folders(tmp_path, tiny_base, six_photos):
     from diffusers import DDPMPipeline
 
@@ -192,6 +194,7 @@ def test_zip_and_copy_are_loadable_diffusers_folders(tmp_path, tiny_base, six_ph
 
 # --- the command line ---
 
+@pytest.mark.slow
 def test_cli_fine_tunes_resumes_and_reports_the_meter(tmp_path, tiny_base, six_photos, capsys):
     out = tmp_path / "run"
     args = ["train", "--images", str(six_photos), "--base", str(tiny_base), "--preset", "quick", "--steps", "4",

@@ -45,6 +45,7 @@ def test_a_folder_is_decoded_once_into_a_memory_mapped_cache(tmp_path, monkeypat
     assert batch.dtype == torch.float32 and batch.shape == (5, 3, 16, 16) and -1 <= batch.min() < batch.max() <= 1
 
 
+@pytest.mark.slow
 def test_a_grey_folder_trains_a_one_channel_model_that_diffusers_loads(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PLAYGROUND_DATA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("playground.data.folder.CACHE_ROOT", tmp_path / "cache")
@@ -62,6 +63,7 @@ def test_a_grey_folder_trains_a_one_channel_model_that_diffusers_loads(tmp_path,
     assert main(["train", "--data", str(folder), "--images", str(folder), "--out", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_quality_is_read_against_held_out_images_at_every_preview(tmp_path, monkeypatch, capsys):
     import csv
 
@@ -82,6 +84,7 @@ def test_quality_is_read_against_held_out_images_at_every_preview(tmp_path, monk
     assert (out / "progress.html").stat().st_size > 100_000  # plotly inlined: it opens offline
 
 
+@pytest.mark.slow
 def test_density_and_coverage_rank_copies_blurs_noise_and_collapse():
     from playground.data.dataset import dataset_from_uint8
     from playground.data.emoji import load_emoji_set

@@ -38,6 +38,7 @@ def test_t0_returns_x0_within_beta1_noise():
 
 
 @pytest.mark.parametrize("name,t", [("linear", 10), ("cosine", 300), ("sigmoid", 999)])
+@pytest.mark.slow
 def test_markov_chain_agrees_with_closed_form_in_mean_and_variance(name, t):
     """Running q(x_t|x_{t-1}) t+1 times gives the law of q(x_t|x_0): mean sqrt(abar) x0, variance 1 - abar."""
     s = NoiseSchedule.from_name(name, 1000)

@@ -127,6 +127,7 @@ def tiny(tmp_path_factory):
     return get_checkpoint(make_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny"))
 
 
+@pytest.mark.slow
 def test_sampling_stream_shows_the_first_step_at_once_and_stops_with_its_animation(tiny):
     from playground.services.image_sampling import iter_sampling
 
@@ -163,6 +164,7 @@ def test_log_axis_ticks_are_written_in_full():
     assert list(figure.layout.yaxis.ticktext) == ["0.02", "0.05", "0.1", "0.2", "0.5", "1"]
 
 
+@pytest.mark.slow
 def test_toy_reverse_plot_frames_the_data_not_the_noise():
     from playground.plots import frame_of, toy_reverse_figure
 

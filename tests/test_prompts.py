@@ -263,6 +263,7 @@ def test_prompts_that_cant_be_followed_get_one_sentence(prompt_model, tmp_path):
     assert prompting.check_prompt(plain, "  ", 3) == ("", 3.0)  # no prompt: any model
 
 
+@pytest.mark.slow
 def test_cli_samples_a_prompt_and_its_sweep_and_refuses_with_a_sentence(prompt_model, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli_main(["sample", "--checkpoint", str(prompt_model), "--prompt", "red heart", "--guidance", "4",
@@ -304,6 +305,7 @@ def test_subject_words_are_checked_in_one_sentence(prompt_model, tmp_path):
         recipes.check_subject(plain, "zork", "dog")
 
 
+@pytest.mark.slow
 def test_a_subject_run_learns_its_new_word_and_keeps_the_others(prompt_model, tmp_path):
     from PIL import Image
 
@@ -330,6 +332,7 @@ def test_a_subject_run_learns_its_new_word_and_keeps_the_others(prompt_model, tm
         "“zork dog” after training", "“dog” after training", "“dog” before (the base)"]
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_prompt_model_without_a_subject_keeps_its_words(prompt_model, tmp_path):
     from PIL import Image
 

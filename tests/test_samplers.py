@@ -119,6 +119,7 @@ TRAJECTORIES = [
 
 
 @pytest.mark.parametrize("kind,name,prediction_type,clip,steps,extra", TRAJECTORIES)
+@pytest.mark.slow
 def test_whole_trajectory_with_a_tiny_unet_equals_diffusers(kind, name, prediction_type, clip, steps, extra):
     unet = tiny_unet()
     model_fn = lambda x, t: unet(x, t).sample  # noqa: E731

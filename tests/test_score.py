@@ -65,6 +65,7 @@ def test_langevin_reaches_a_known_gaussians_mean_and_variance():
     torch.testing.assert_close(x.var(0), torch.full((2,), expected), atol=0.015, rtol=0)
 
 
+@pytest.mark.slow
 def test_annealed_langevin_and_predictor_corrector_sample_a_mixture_with_its_exact_score():
     from playground.data.points import gmm_parameters, toy_points
     from playground.services.toy_lab import count_strays, narrow_mmd

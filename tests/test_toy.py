@@ -36,6 +36,7 @@ def test_datasets_are_normalised_and_seeded(name):
     assert not torch.allclose(points.mean(0), toy_points(name, 3000, seed=6).mean(0), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_narrow_mmd_sees_width_and_strays_that_energy_distance_hardly_sees():
     reference = toy_points("swiss_roll", 2000, seed=1)
     data = toy_points("swiss_roll", 4000, seed=0)

@@ -59,6 +59,7 @@ def test_upload_train_and_sample_the_result(app, six):
     meter_copies(pairs, reading)  # the sentence counts what the captions say
 
 
+@pytest.mark.slow
 def test_other_sessions_cannot_reach_your_photos_or_models(app, six):
     owner = new_client(app)
     add(owner, six, app.model)
@@ -82,6 +83,7 @@ def test_other_sessions_cannot_reach_your_photos_or_models(app, six):
     assert not (app.work / stranger.session_hash / "runs").exists()  # ...and the stranger's has none
 
 
+@pytest.mark.slow
 def test_bad_uploads_get_a_sentence_and_keep_the_photos(app, six, tmp_path):
     client = new_client(app)
     bad = write_bad(tmp_path)
@@ -117,6 +119,7 @@ def test_stop_keeps_the_weights_and_resume_continues(app, six):
     assert steps == list(range(1, stopped_at + 6))
 
 
+@pytest.mark.slow
 def test_dreambooth_teaches_a_subject_word_and_shows_it_beside_the_class_word(app, six):
     client = new_client(app)
     add(client, six, app.prompt_model)
