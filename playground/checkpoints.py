@@ -392,6 +392,17 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
     else:
         about = ("A small unconditional denoising diffusion model made with Diffusion Playground. It is a diffusers "
                  "DDPM pipeline folder: `DDPMPipeline.from_pretrained(folder)` loads it.")
+    latent = info.get("latent")
+    if latent:
+        about += (f" It is a **latent model**: its UNet denoises {latent['channels']}x{latent['size']}x"
+                  f"{latent['size']} latents of the autoencoder in `vae/` (diffusers' `AutoencoderTiny`, scaling "
+                  f"factor {latent['scaling_factor']:.5f}), which draws them as {latent['resolution']} px pictures. "
+                  "Its parts load with diffusers:\n\n```python\nfrom diffusers import AutoencoderTiny, "
+                  "DDPMScheduler, UNet2DModel\n\nunet = UNet2DModel.from_pretrained(folder, subfolder=\"unet\")\n"
+                  "vae = AutoencoderTiny.from_pretrained(folder, subfolder=\"vae\")\nscheduler = "
+                  "DDPMScheduler.from_pretrained(folder, subfolder=\"scheduler\")\n# ...sample latents with the "
+                  "scheduler and the UNet, then:\npictures = vae.decode(latents / vae.config.scaling_factor).sample"
+                  "\n```")
     lines = [
         f"# {title}", "", about, "",
         f"- Network: diffusers `UNet2DModel`, {info.get('parameters', 0) / 1e6:.2f} M parameters, "

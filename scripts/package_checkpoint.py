@@ -29,9 +29,8 @@ from PIL import Image  # noqa: E402
 from playground import media  # noqa: E402
 from playground.checkpoints import load_checkpoint, model_card, store_half  # noqa: E402
 from playground.media import image_grid  # noqa: E402
+from playground.services.distillation import distilled_card  # noqa: E402
 from playground.services.image_sampling import (  # noqa: E402
-    PLAIN_SAMPLING,
-    PROMPT_SAMPLING,
     SAMPLER_LABELS,
     default_sampling,
     final_images,
@@ -64,19 +63,20 @@ def main() -> None:
     grid_note = "Samples (DPM-Solver++, 25 steps, seed 1234):"
     if checkpoint.vocabulary is None:
         images = preview(checkpoint.unet, checkpoint.schedule, checkpoint.prediction_type, count=64, seed=1234,
-                         steps=25)
+                         steps=25, autoencoder=checkpoint.autoencoder)
         grid = image_grid(images, columns=8)
         grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(tmp / "samples.png")
     else:
         rows = []
         for prompt in args.prompts.split(","):  # each row as the app draws it by default (default_sampling)
-            images = final_images(checkpoint, *default_sampling(prompt), 8, 1234, prompt=prompt,
+            images = final_images(checkpoint, *default_sampling(prompt, checkpoint), 8, 1234, prompt=prompt,
                                   guidance=args.guidance)
             row = image_grid(images, columns=8)
             rows.append(media.label(row.resize((row.width * 2, row.height * 2), Image.NEAREST),
                                     f"“{prompt}”" if prompt else "no prompt", size=16))
         media.grid(rows, columns=1, gap=6).save(tmp / "samples.png")
-        (plain, plain_steps), (prompted, prompted_steps) = PLAIN_SAMPLING, PROMPT_SAMPLING
+        (plain, plain_steps), (prompted, prompted_steps) = (default_sampling("", checkpoint),
+                                                            default_sampling("cat", checkpoint))
         plain, prompted = SAMPLER_LABELS[plain], SAMPLER_LABELS[prompted]
         grid_note = (f"Samples, one row per prompt, each as the app draws it by default (no prompt: {plain}, "
                      f"{plain_steps} steps; a prompt: {prompted}, {prompted_steps} steps, guidance {args.guidance:g}; "
@@ -84,8 +84,11 @@ def main() -> None:
 
     store_half(tmp)
     info["weights_dtype"] = "float16"
-    card = model_card(f"{args.name}: {args.title}", info, grid_name="samples.png")
-    card = card.replace("Samples (DPM-Solver++, 25 steps, seed 1234):", grid_note)
+    if info.get("distilled"):  # a student's card says how it was distilled; the grid follows it
+        card = distilled_card(f"{args.name}: {args.title}", info) + f"\n{grid_note}\n\n![samples](samples.png)\n"
+    else:
+        card = model_card(f"{args.name}: {args.title}", info, grid_name="samples.png")
+        card = card.replace("Samples (DPM-Solver++, 25 steps, seed 1234):", grid_note)
     if args.earlier:
         history = "\n".join(args.earlier)
         card = card.replace("Trained with exactly:\n\n```bash\n",

@@ -4,8 +4,9 @@
 
 Starts the app itself unless --url is given. Drives Debian's Chromium (Playwright): Forward after moving t,
 Schedule with zero-SNR versions, Sample *while it runs* (mid-run) and when done, the prompt model with its guidance
-equation and sweep (sample_prompt), Train after a short run with the
-memorisation meter, and the toy lab after training and sampling. Writes OUT/<tab>.jpg and OUT/<tab>_phone.jpg.
+equation and sweep (sample_prompt), Edit with a painted half repainted, Train after a short run with the
+memorisation meter, the toy lab after training and sampling, the Forward tab's latent section (latent) and the
+distilled student in the Sample tab (sample_distilled). Writes OUT/<tab>.jpg and OUT/<tab>_phone.jpg.
 """
 
 from __future__ import annotations
@@ -153,6 +154,61 @@ def toy(page, out: Path, suffix: str) -> None:
     shoot(page, out / f"toy{suffix}.jpg")
 
 
+def edit(page, out: Path, suffix: str) -> None:
+    """The Edit tab: the example dog with its right half painted over, repainted by emoji32 (RePaint, the defaults)."""
+    open_tab(page, "Edit")
+    page.locator("#edit-checkpoint input").click()
+    page.get_by_role("option", name="emoji32", exact=True).click()
+    page.locator("#edit-picture input[type=file]").set_input_files(str(ROOT / "playground" / "data" / "examples" /
+                                                                       "dog.png"))
+    canvas = page.locator("#edit-canvas canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(1500)
+    box = canvas.bounding_box()
+    for row in range(8):  # brush strokes over the right half
+        y = box["y"] + box["height"] * (0.08 + 0.12 * row)
+        page.mouse.move(box["x"] + box["width"] * 0.55, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.95, y, steps=8)
+        page.mouse.up()
+    page.get_by_text("Fill in what I paint (RePaint)").click()
+    page.locator("#edit-go").click()
+    page.wait_for_function("() => document.querySelector('#edit-status').innerText.includes('Done')", timeout=300_000)
+    shoot(page, out / f"edit{suffix}.jpg")
+
+
+def latent(page, out: Path, suffix: str) -> None:
+    """The Forward tab's latent section: the landscape through the latent model's autoencoder, t = 400."""
+    open_tab(page, "Forward")
+    set_number(page, "forward-t", 400)
+    page.get_by_text("The latent space: your photo through a latent model's autoencoder").click()
+    page.locator("#forward-latent-show").click()
+    page.wait_for_function("() => document.querySelector('#forward-latent-note').innerText.includes('PSNR')",
+                           timeout=60_000)
+    page.locator("#forward-latent").scroll_into_view_if_needed()
+    shoot(page, out / f"latent{suffix}.jpg", full_page=False)
+
+
+def distilled(page, out: Path, suffix: str) -> None:
+    """The Sample tab with the distilled student: "cat" in its 4 steps, then one of its steps beside two of the
+    teacher's."""
+    open_tab(page, "Sample")
+    page.locator("#sample-checkpoint input").click()
+    page.get_by_role("option", name="emoji32-prompts-distilled").click()
+    page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('distilled')")
+    box = page.locator("#sample-prompt input, #sample-prompt textarea").first
+    box.fill("")
+    box.press_sequentially("cat")
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done: ')",
+                           timeout=120_000)
+    page.get_by_text("Distillation: a student's one step").click()
+    page.locator("#sample-halving").click()
+    page.wait_for_function("() => document.querySelectorAll('#sample-halving-gallery img').length >= 4",
+                           timeout=120_000)
+    shoot(page, out / f"sample_distilled{suffix}.jpg")
+
+
 def example_photos(folder: Path) -> list[str]:
     """Six photos for the Train tab: crops of the bundled example pictures (no downloads)."""
     from PIL import Image
@@ -174,7 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running app (default: start one)")
     parser.add_argument("--out", default=str(ROOT / "docs"))
-    parser.add_argument("--only", default="forward,schedule,sample,prompt,train,toy")
+    parser.add_argument("--only", default="forward,schedule,sample,prompt,edit,train,toy,latent,distilled")
     parser.add_argument("--sizes", default="laptop,phone")
     args = parser.parse_args()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -309,6 +309,36 @@ def test_train_tab_upload_six_train_see_loss_and_preview_then_sample(page, tmp_p
     assert image_src(page, "sample-xt")
 
 
+def test_edit_tab_paints_a_mask_and_repaints_it(page, tmp_path_factory):
+    photos = write_good(tmp_path_factory.mktemp("edit"))
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-checkpoint input").click()
+    page.get_by_role("option", name="tiny-test", exact=True).click()
+    page.locator("#edit-picture input[type=file]").set_input_files(str(photos["photo.png"]))
+    canvas = page.locator("#edit-canvas canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(1000)  # the picture arrives on the canvas
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    for k in range(12):  # a thick stroke across the left half
+        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.02 * k), box["y"] + box["height"] * (0.3 + 0.03 * k))
+    page.mouse.up()
+    page.get_by_text("Fill in what I paint (RePaint)").click()
+    set_slider(page, "edit-steps", 10)
+    page.locator("#edit-go").click()
+    page.wait_for_function("() => document.querySelector('#edit-status').innerText.includes('Done')", timeout=90_000)
+    assert "RePaint" in page.locator("#edit-status").inner_text()
+    assert image_src(page, "edit-xt") and image_src(page, "edit-x0")
+    assert page.locator("#edit-walk .js-plotly-plot").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "edit.png"), full_page=True)
+    # with nothing painted, RePaint says so in a sentence
+    page.get_by_text("Change it (SDEdit: strength)").click()
+    page.locator("#edit-go").click()
+    page.wait_for_function("() => document.querySelector('#edit-status').innerText.includes('SDEdit')",
+                           timeout=60_000)
+
+
 def test_on_a_phone_every_tab_is_reachable_and_the_pictures_stay_in_view(page, app_url):
     phone = page.context.browser.new_page(viewport={"width": 390, "height": 844})
     try:
@@ -318,7 +348,7 @@ def test_on_a_phone_every_tab_is_reachable_and_the_pictures_stay_in_view(page, a
         page.locator("#forward-xt img").wait_for()
         tabs = page.get_by_role("tab")
         names = [tabs.nth(i).inner_text() for i in range(tabs.count())]
-        assert names == ["Forward", "Schedule", "Sample", "Train", "2-D toy lab"]  # none hidden behind a menu
+        assert names == ["Forward", "Schedule", "Sample", "Edit", "Train", "2-D toy lab"]  # none behind a menu
         assert all(tabs.nth(i).is_visible() for i in range(tabs.count()))
         # The formula fits the width, and the t slider sits right under x_t: both on screen together.
         assert page.evaluate("""() => [...document.querySelectorAll('#forward-formula .katex-display')].every(

@@ -69,8 +69,8 @@ def run_sample(args: argparse.Namespace) -> int:
         checkpoint = get_checkpoint(args.checkpoint)
     except CheckpointError as error:
         raise ValueError(str(error)) from None
-    sampler = args.sampler or default_sampling(args.prompt)[0]
-    steps = default_steps(sampler, args.prompt) if args.steps is None else args.steps
+    sampler = args.sampler or default_sampling(args.prompt, checkpoint)[0]
+    steps = default_steps(sampler, args.prompt, checkpoint) if args.steps is None else args.steps
     steps, count, eta = check_settings(checkpoint, sampler, steps, args.n, args.eta)  # the tabs' checks and sentences
     prompt, guidance = check_prompt(checkpoint, args.prompt, args.guidance)
     if args.sweep and not prompt:

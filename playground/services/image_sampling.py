@@ -42,14 +42,18 @@ PROMPT_SAMPLING = ("ddpm", 200)
 SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)"}  # as people see them
 
 
-def default_sampling(prompt: str | None) -> tuple[str, int]:
-    """The (sampler, steps) to use when a person names neither: PROMPT_SAMPLING for a prompt, else PLAIN_SAMPLING."""
+def default_sampling(prompt: str | None, checkpoint: Checkpoint | None = None) -> tuple[str, int]:
+    """The (sampler, steps) to use when a person names neither: a distilled student's own (DDIM on the steps it was
+    distilled for), else PROMPT_SAMPLING for a prompt and PLAIN_SAMPLING without."""
+    student = checkpoint.info.get("distilled") if checkpoint is not None else None
+    if student:
+        return "ddim", int(student["student_steps"])
     return PROMPT_SAMPLING if (prompt or "").strip() else PLAIN_SAMPLING
 
 
-def default_steps(sampler: str, prompt: str | None) -> int:
+def default_steps(sampler: str, prompt: str | None, checkpoint: Checkpoint | None = None) -> int:
     """The steps for a sampler a person chose without saying how many: the default's own, else 25."""
-    chosen, steps = default_sampling(prompt)
+    chosen, steps = default_sampling(prompt, checkpoint)
     return steps if sampler == chosen else PLAIN_SAMPLING[1]
 
 

@@ -220,6 +220,12 @@ class _RunInProgress:
             **{k: v for k, v in spec.info.items() if k != "data"},
         }
         info["data"].update(spec.info.get("data", {}))  # merged, so count and sha256 stay
+        autoencoder = spec.autoencoder
+        if autoencoder is not None:  # what the model card says of a latent model
+            size = int(state.model.config.sample_size)
+            info["latent"] = {"channels": autoencoder.latent_channels, "size": size,
+                              "resolution": size * autoencoder.factor, "scaling_factor": autoencoder.scaling_factor,
+                              "autoencoder_parameters": count_parameters(autoencoder)}
         return info
 
 
