@@ -87,6 +87,16 @@ def sample(page, out: Path, suffix: str) -> None:
     shoot(page, out / f"sample{suffix}.jpg")
 
 
+def generate_prompt(page, words: str) -> None:
+    """Type ``words`` into the Sample tab's prompt box, press Generate and wait until it is done."""
+    box = page.locator("#sample-prompt input, #sample-prompt textarea").first
+    box.fill("")
+    box.press_sequentially(words)
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done: ')",
+                           timeout=120_000)
+
+
 def prompt(page, out: Path, suffix: str) -> None:
     """The prompt model following "cat" at the default guidance and sampler, with the guidance equation, then the
     guidance sweep."""
@@ -100,12 +110,7 @@ def prompt(page, out: Path, suffix: str) -> None:
     page.get_by_role("option", name="emoji32-prompts").click()  # ...to a prompt model's: ancestral DDPM
     page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === "
                            f"'{PROMPT_SAMPLING[1]}'")
-    box = page.locator("#sample-prompt input, #sample-prompt textarea").first
-    box.fill("")
-    box.press_sequentially("cat")
-    page.locator("#sample-generate").click()
-    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done: ')",
-                           timeout=120_000)
+    generate_prompt(page, "cat")
     page.get_by_text("Guidance sweep: the same seed").click()
     page.locator("#sample-sweep").click()
     page.wait_for_function("() => document.querySelectorAll('#sample-sweep-gallery img').length >= 5",
@@ -196,12 +201,7 @@ def distilled(page, out: Path, suffix: str) -> None:
     page.locator("#sample-checkpoint input").click()
     page.get_by_role("option", name="emoji32-prompts-distilled").click()
     page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('distilled')")
-    box = page.locator("#sample-prompt input, #sample-prompt textarea").first
-    box.fill("")
-    box.press_sequentially("cat")
-    page.locator("#sample-generate").click()
-    page.wait_for_function("() => document.querySelector('#sample-status').innerText.includes('Done: ')",
-                           timeout=120_000)
+    generate_prompt(page, "cat")
     page.get_by_text("Distillation: a student's one step").click()
     page.locator("#sample-halving").click()
     page.wait_for_function("() => document.querySelectorAll('#sample-halving-gallery img').length >= 4",

@@ -50,25 +50,32 @@ def run_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sample(args: argparse.Namespace) -> int:
+def _checkpoint_for_pictures(args: argparse.Namespace):
+    """The --checkpoint of a command that writes pictures (and, with --mp4, a movie), loaded; ValueError with one
+    sentence when it can't be, or when PyAV is missing for --mp4."""
     from playground import media
     from playground.checkpoints import CheckpointError
+    from playground.services.model_catalog import get_checkpoint
+
+    if args.mp4 and not media.mp4_available():
+        raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
+    try:
+        return get_checkpoint(args.checkpoint)
+    except CheckpointError as error:
+        raise ValueError(str(error)) from None
+
+
+def run_sample(args: argparse.Namespace) -> int:
     from playground.services.image_sampling import (
         SampleRequest,
         check_settings,
         default_sampling,
         default_steps,
     )
-    from playground.services.model_catalog import get_checkpoint
     from playground.services.prompting import check_prompt
     from playground.services.sample_export import sample_to_files, sweep_to_file
 
-    if args.mp4 and not media.mp4_available():
-        raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
-    try:
-        checkpoint = get_checkpoint(args.checkpoint)
-    except CheckpointError as error:
-        raise ValueError(str(error)) from None
+    checkpoint = _checkpoint_for_pictures(args)
     sampler = args.sampler or default_sampling(args.prompt, checkpoint)[0]
     steps = default_steps(sampler, args.prompt, checkpoint) if args.steps is None else args.steps
     steps, count, eta = check_settings(checkpoint, sampler, steps, args.n, args.eta)  # the tabs' checks and sentences
@@ -92,8 +99,6 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_edit(args: argparse.Namespace) -> int:
     """edit: SDEdit (no --mask) or RePaint (--mask), writing the edited pictures as ``sample`` writes its own."""
-    from playground import media
-    from playground.checkpoints import CheckpointError
     from playground.services.editing import (
         REPAINT_DEFAULTS,
         SDEDIT_DEFAULTS,
@@ -103,21 +108,15 @@ def run_edit(args: argparse.Namespace) -> int:
         load_mask,
         load_picture,
     )
-    from playground.services.model_catalog import get_checkpoint
     from playground.services.prompting import check_prompt
 
-    if args.mp4 and not media.mp4_available():
-        raise ValueError("MP4 needs PyAV: pip install av (it is in requirements.txt).")
     if args.mask and args.strength is not None:
         raise ValueError("--strength is SDEdit's and --mask RePaint's: give one of them.")
     if not args.mask and (args.jump_length is not None or args.resample is not None):
         raise ValueError("--jump-length and --resample shape RePaint: give a --mask too.")
     if not Path(args.image).is_file():
         raise ValueError(f"There is no file {args.image!r}.")
-    try:
-        checkpoint = get_checkpoint(args.checkpoint)
-    except CheckpointError as error:
-        raise ValueError(str(error)) from None
+    checkpoint = _checkpoint_for_pictures(args)
     defaults = REPAINT_DEFAULTS if args.mask else SDEDIT_DEFAULTS
     steps, count, strength, jump, resample = check_edit(
         checkpoint, bool(args.mask), args.sampler, args.steps or defaults["steps"], args.n,
