@@ -60,9 +60,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
 
-    emoji = emoji_subset(32)
-    data = dataset_from_uint8("emoji", emoji.images).images
     checkpoint = get_checkpoint(args.checkpoint)
+    emoji = emoji_subset(checkpoint.resolution)  # the set at the size the model draws (64 px for a latent model)
+    data = dataset_from_uint8("emoji", emoji.images).images
     if args.by_timestep:
         return word_gain_by_timestep(checkpoint, args.words.split(","), data, emoji.names)
     started = time.perf_counter()

@@ -49,9 +49,9 @@ PRESETS: dict[str, ModelConfig] = {
     "unet64": ModelConfig(resolution=64, channels=(64, 128, 256, 256), attention_levels=(False, False, False, True)),
     "unet128": ModelConfig(resolution=128, channels=(64, 128, 128, 256, 256),
                            attention_levels=(False, False, False, False, True)),
-    # A latent model's, on an autoencoder's 4 x 16 x 16 latents of 64 px pictures.
-    "latent16": ModelConfig(resolution=16, channels=(64, 128, 128, 256), attention_levels=(False, True, True, False),
-                            image_channels=4),
+    # A latent model's, on an autoencoder's 4 x 16 x 16 latents of 64 px pictures: emoji32's network (so an emoji32
+    # checkpoint warm-starts all but its first and last convolutions), with 4 channels in and out.
+    "latent16": ModelConfig(resolution=16, image_channels=4),
 }
 FOLDER_PRESETS = {32: "emoji32", 64: "unet64", 128: "unet128"}  # train --data's default network per resolution
 
