@@ -185,6 +185,7 @@ def save_autoencoder(folder: str | os.PathLike, vae: torch.nn.Module, info: dict
 def load_autoencoder(folder: str | os.PathLike, device: torch.device | str = "cpu") -> Autoencoder:
     """The autoencoder in FOLDER/vae (a latent model, or an autoencoder run's checkpoint), in eval mode, float32."""
     from diffusers import AutoencoderTiny
+    from diffusers.utils import logging as diffusers_logging
 
     folder = Path(folder)
     where = folder / VAE
@@ -192,10 +193,16 @@ def load_autoencoder(folder: str | os.PathLike, device: torch.device | str = "cp
         raise CheckpointError(f"{folder.name!r} has no autoencoder (it needs {VAE}/config.json and its weights).")
     if not any(where.glob("*.safetensors")):
         raise CheckpointError(f"{folder.name!r} has no {VAE}/*.safetensors weights; only safetensors are accepted.")
+    # AutoencoderTiny writes block_out_channels into its own config (diffusers' pipelines read it) and then warns,
+    # on every load, that its constructor doesn't take it: nothing for a person to act on, so only errors are shown.
+    before = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
     try:
         vae = AutoencoderTiny.from_pretrained(where, use_safetensors=True, low_cpu_mem_usage=False)
     except Exception as error:  # a broken folder is the person's problem to fix, in one sentence
         raise CheckpointError(f"Could not load the autoencoder in {folder.name!r}: {error}".split("\n")[0]) from None
+    finally:
+        diffusers_logging.set_verbosity(before)
     return Autoencoder(vae.float().to(device).eval())
 
 
