@@ -8,7 +8,7 @@ For each word: ``count`` samples of the prompt (by default as the app samples a 
 the share whose nearest training emoji (pixel distance, services.sample_quality.word_fidelity) has the word in its
 name, beside the share of emoji names that have it (what a model that ignores the prompt would score). Then the
 empty prompt against the base: density and coverage (random-CNN features, services.sample_quality) of 512 samples
-each against the emoji set.
+each (DPM-Solver++ 25) against the emoji set at the size each draws (64 px for a latent model).
 
 ``--by-timestep``: instead, where in the noise the word matters. Every training picture whose name has one of the
 words, noised at a ladder of timesteps (4 noise draws each), and how much giving the model its word (rather than the
@@ -32,7 +32,7 @@ from playground.data.emoji import emoji_subset  # noqa: E402
 from playground.diffusion.forward import add_noise  # noqa: E402
 from playground.diffusion.guidance import DEFAULT_GUIDANCE  # noqa: E402
 from playground.diffusion.samplers import split_prediction  # noqa: E402
-from playground.services.image_sampling import PROMPT_SAMPLING, final_images, preview  # noqa: E402
+from playground.services.image_sampling import PROMPT_SAMPLING, final_images  # noqa: E402
 from playground.services.model_catalog import get_checkpoint  # noqa: E402
 from playground.services.sample_quality import (  # noqa: E402
     chance_fidelity,
@@ -85,13 +85,14 @@ def main() -> None:
 
     if args.quality_count < 64:
         return
-    real = features(data)
     for name, folder in (("base, no prompt", args.base), ("this, empty prompt", args.checkpoint)):
-        model = get_checkpoint(folder)
-        samples = torch.cat([preview(model.unet, model.schedule, model.prediction_type, 64, seed=seed)
+        model = get_checkpoint(folder)  # each against the emoji at the size it draws
+        real = features(dataset_from_uint8("emoji", emoji_subset(model.resolution).images).images)
+        samples = torch.cat([final_images(model, "dpmpp", 25, 64, seed)
                              for seed in range(args.quality_count // 64)])
         density, coverage = density_coverage(real, features(samples))
-        print(f"{name:>20}: density {density:.2f}, coverage {coverage:.2f} ({len(samples)} samples)")
+        print(f"{name:>20}: density {density:.2f}, coverage {coverage:.2f} ({len(samples)} samples, "
+              f"{model.resolution} px)")
 
 
 def word_gain_by_timestep(checkpoint, words: list[str], data: torch.Tensor, names: list[str],
