@@ -7,13 +7,18 @@ landscape.png and chart.png are drawn here from code (CC0). dog.png is the U+1F4
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-OUT = Path(__file__).resolve().parent.parent / "playground" / "data" / "examples"
-NOTO = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageFilter, ImageFont  # noqa: E402
+
+from playground.data.emoji import FONT_PATH, FONT_SIZE, content_square, render  # noqa: E402
+
+OUT = ROOT / "playground" / "data" / "examples"
 
 
 def landscape(size: int = 512) -> Image.Image:
@@ -54,11 +59,11 @@ def chart(size: int = 512) -> Image.Image:
 
 
 def dog(size: int = 512) -> Image.Image:
-    """The dog-face emoji on white, enlarged smoothly from Noto's 136 px bitmap."""
-    font = ImageFont.truetype(NOTO, 109, layout_engine=ImageFont.Layout.RAQM)
-    canvas = Image.new("RGBA", (160, 160), (255, 255, 255, 255))
-    ImageDraw.Draw(canvas).text((80, 80), "\U0001F436", font=font, embedded_color=True, anchor="mm")
-    return canvas.convert("RGB").resize((size, size), Image.LANCZOS)
+    """The dog-face emoji on white, framed as the emoji set frames every glyph (so the app's emoji models know it:
+    SDEdit at a low strength keeps it), enlarged smoothly from Noto's 136 px bitmap."""
+    font = ImageFont.truetype(str(FONT_PATH), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
+    glyph = render("\U0001F436", font)
+    return glyph.crop(content_square(glyph)).resize((size, size), Image.LANCZOS)
 
 
 if __name__ == "__main__":

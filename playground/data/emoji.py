@@ -88,7 +88,7 @@ def build_emoji_set(resolution: int, groups: tuple[str, ...] | None = None, skin
         if not skin_tones and "skin tone" in entry.name:
             continue
         image = render(entry.text, font)
-        box = _content_square(image)
+        box = content_square(image)
         if box is None:  # the font has no glyph: nothing was drawn
             continue
         small = image.crop(box).resize((resolution, resolution), Image.LANCZOS)
@@ -103,7 +103,7 @@ def build_emoji_set(resolution: int, groups: tuple[str, ...] | None = None, skin
     return EmojiSet(np.stack(images), names, group_names)
 
 
-def _content_square(image: Image.Image, margin: int = 4) -> tuple[int, int, int, int] | None:
+def content_square(image: Image.Image, margin: int = 4) -> tuple[int, int, int, int] | None:
     """The square (with a small margin) around the non-white pixels, clipped to the canvas."""
     array = np.asarray(image, dtype=np.int16)
     ink = np.argwhere((255 - array).max(-1) > 8)
