@@ -51,7 +51,7 @@ REPAINT_SAMPLERS = ("ddpm", "ddim")  # RePaint climbs back up: a multistep solve
 STRENGTHS = (0.2, 0.4, 0.6, 0.8, 1.0)  # the strength sweep
 # Defaults chosen with bench/editing.py (docs/measurements.md): SDEdit as sampling is, RePaint as a laptop affords.
 SDEDIT_DEFAULTS = {"sampler": "ddpm", "steps": 50, "strength": 0.6}
-REPAINT_DEFAULTS = {"sampler": "ddpm", "steps": 50, "jump_length": 5, "resample": 4}
+REPAINT_DEFAULTS = {"sampler": "ddpm", "steps": 50, "jump_length": 5, "resample": 3}
 MAX_JUMP, MAX_RESAMPLE = 50, 20
 MIN_MASKED = 0.005  # a mask must cover at least this share of the picture
 
@@ -68,8 +68,8 @@ class EditRequest:
     count: int
     seed: int
     strength: float = 0.6
-    jump_length: int = 5
-    resample: int = 4
+    jump_length: int = REPAINT_DEFAULTS["jump_length"]
+    resample: int = REPAINT_DEFAULTS["resample"]
     eta: float = 0.0
     prompt: str = ""
     guidance: float = DEFAULT_GUIDANCE
@@ -166,7 +166,8 @@ def check_edit(checkpoint: Checkpoint, repaint: bool, sampler: str, steps, count
 
 
 def edit_request(name: str | None, session_dir: Path | None, picture: str | None, mask: str | None = None,
-                 sampler: str = "ddpm", steps=50, count=4, seed=0, strength=0.6, jump_length=5, resample=4,
+                 sampler: str = "ddpm", steps=50, count=4, seed=0, strength=0.6,
+                 jump_length=REPAINT_DEFAULTS["jump_length"], resample=REPAINT_DEFAULTS["resample"],
                  eta=0.0, prompt: str | None = "", guidance=DEFAULT_GUIDANCE, mode: str | None = None) -> EditRequest:
     """The model listed as ``name`` and every setting, the picture and the mask checked (ImageError or ValueError with
     one sentence): the one call a tab makes before it streams. ``mode`` "repaint" asks for a mask; "sdedit" ignores
