@@ -97,6 +97,14 @@ def generate_prompt(page, words: str) -> None:
                            timeout=120_000)
 
 
+def run_section(page, title: str, button: str, pictures: int, timeout: int) -> None:
+    """Open the accordion titled ``title``, press #``button`` and wait for ``pictures`` in #``button``-gallery."""
+    page.get_by_text(title).click()
+    page.locator(f"#{button}").click()
+    page.wait_for_function(f"() => document.querySelectorAll('#{button}-gallery img').length >= {pictures}",
+                           timeout=timeout)
+
+
 def prompt(page, out: Path, suffix: str) -> None:
     """The prompt model following "cat" at the default guidance and sampler, with the guidance equation, then the
     guidance sweep."""
@@ -111,10 +119,7 @@ def prompt(page, out: Path, suffix: str) -> None:
     page.wait_for_function("() => document.querySelector('#sample-steps input[type=number]').value === "
                            f"'{PROMPT_SAMPLING[1]}'")
     generate_prompt(page, "cat")
-    page.get_by_text("Guidance sweep: the same seed").click()
-    page.locator("#sample-sweep").click()
-    page.wait_for_function("() => document.querySelectorAll('#sample-sweep-gallery img').length >= 5",
-                           timeout=300_000)
+    run_section(page, "Guidance sweep: the same seed", "sample-sweep", 5, timeout=300_000)
     shoot(page, out / f"sample_prompt{suffix}.jpg")
 
 
@@ -202,10 +207,7 @@ def distilled(page, out: Path, suffix: str) -> None:
     page.get_by_role("option", name="emoji32-prompts-distilled").click()
     page.wait_for_function("() => document.querySelector('#sample-prompt-note').innerText.includes('distilled')")
     generate_prompt(page, "cat")
-    page.get_by_text("Distillation: a student's one step").click()
-    page.locator("#sample-halving").click()
-    page.wait_for_function("() => document.querySelectorAll('#sample-halving-gallery img').length >= 4",
-                           timeout=120_000)
+    run_section(page, "Distillation: a student's one step", "sample-halving", 4, timeout=120_000)
     shoot(page, out / f"sample_distilled{suffix}.jpg")
 
 
