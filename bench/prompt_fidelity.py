@@ -4,11 +4,12 @@
                                     [--guidance 5] [--count 16] [--words cat,heart,...] [--sampler ddpm --steps 50]
     python bench/prompt_fidelity.py --by-timestep [--words dog,ball,...]
 
-For each word: ``count`` samples of the prompt (by default as the app samples a prompt, PROMPT_SAMPLING; seed 0), and
-the share whose nearest training emoji (pixel distance, services.sample_quality.word_fidelity) has the word in its
-name, beside the share of emoji names that have it (what a model that ignores the prompt would score). Then the
-empty prompt against the base: density and coverage (random-CNN features, services.sample_quality) of 512 samples
-each (DPM-Solver++ 25) against the emoji set at the size each draws (64 px for a latent model).
+For each word: ``count`` samples of the prompt (by default as the app samples a prompt with this model: DDPM 200, a
+distilled student DDIM on its steps; seed 0), and the share whose nearest training emoji (pixel distance,
+services.sample_quality.word_fidelity) has the word in its name, beside the share of emoji names that have it (what a
+model that ignores the prompt would score). Then the empty prompt against the base: density and coverage (random-CNN
+features, services.sample_quality) of 512 samples each, drawn as the app draws the empty prompt (DPM-Solver++ 25, a
+student DDIM on its steps), against the emoji set at the size each draws (64 px for a latent model).
 
 ``--by-timestep``: instead, where in the noise the word matters. Every training picture whose name has one of the
 words, noised at a ladder of timesteps (4 noise draws each), and how much giving the model its word (rather than the
@@ -32,7 +33,7 @@ from playground.data.emoji import emoji_subset  # noqa: E402
 from playground.diffusion.forward import add_noise  # noqa: E402
 from playground.diffusion.guidance import DEFAULT_GUIDANCE  # noqa: E402
 from playground.diffusion.samplers import split_prediction  # noqa: E402
-from playground.services.image_sampling import PROMPT_SAMPLING, final_images  # noqa: E402
+from playground.services.image_sampling import default_sampling, default_steps, final_images  # noqa: E402
 from playground.services.model_catalog import get_checkpoint  # noqa: E402
 from playground.services.sample_quality import (  # noqa: E402
     chance_fidelity,
@@ -50,8 +51,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "emoji32-prompts"))
     parser.add_argument("--base", default=str(ROOT / "checkpoints" / "emoji32"))
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
-    parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"], default=PROMPT_SAMPLING[0])
-    parser.add_argument("--steps", type=int, default=PROMPT_SAMPLING[1])
+    parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"],
+                        help="default: as the app samples a prompt with this model (a student: DDIM on its steps)")
+    parser.add_argument("--steps", type=int)
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--quality-count", type=int, default=512)
     parser.add_argument("--words", default=WORDS)
@@ -61,6 +63,9 @@ def main() -> None:
     torch.set_grad_enabled(False)
 
     checkpoint = get_checkpoint(args.checkpoint)
+    sampler, steps = default_sampling("a prompt", checkpoint)
+    args.sampler, args.steps = args.sampler or sampler, args.steps or default_steps(args.sampler or sampler, "a prompt",
+                                                                                     checkpoint)
     emoji = emoji_subset(checkpoint.resolution)  # the set at the size the model draws (64 px for a latent model)
     data = dataset_from_uint8("emoji", emoji.images).images
     if args.by_timestep:
@@ -88,7 +93,8 @@ def main() -> None:
     for name, folder in (("base, no prompt", args.base), ("this, empty prompt", args.checkpoint)):
         model = get_checkpoint(folder)  # each against the emoji at the size it draws
         real = features(dataset_from_uint8("emoji", emoji_subset(model.resolution).images).images)
-        samples = torch.cat([final_images(model, "dpmpp", 25, 64, seed)
+        sampler, steps = default_sampling("", model)  # as the app draws the empty prompt
+        samples = torch.cat([final_images(model, sampler, steps, 64, seed)
                              for seed in range(args.quality_count // 64)])
         density, coverage = density_coverage(real, features(samples))
         print(f"{name:>20}: density {density:.2f}, coverage {coverage:.2f} ({len(samples)} samples, "
