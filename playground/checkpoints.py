@@ -435,11 +435,27 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
         lines.append(f"- Weights stored in {info['weights_dtype']} (half the bytes); they load into float32")
     if info.get("command"):
         lines += ["", "Trained with exactly:", "", "```bash", info["command"], "```"]
+    lines += _autoencoder_lines(info.get("autoencoder_run") or {})
     if grid_name:
         lines += ["", "Samples (DPM-Solver++, 25 steps, seed 1234):", "", f"![samples]({grid_name})"]
     if data.get("licence"):
         lines += ["", f"Training data licence: {data['licence']}"]
     return "\n".join(lines) + "\n"
+
+
+def _autoencoder_lines(run: dict) -> list[str]:
+    """A latent model card's paragraph on how its autoencoder was trained (``python -m playground autoencoder``)."""
+    if not run:
+        return []
+    quality, side = run.get("quality") or {}, (run.get("autoencoder") or {}).get("resolution", "?")
+    measured = (f"; held-out PSNR at {side} px: emoji {quality['emoji_psnr']:.1f} dB, photos "
+                f"{quality['photo_psnr']:.1f} dB (step {quality['step']})" if "emoji_psnr" in quality else "")
+    data = "; ".join(str(value) for value in (run.get("data") or {}).values())
+    commands = run.get("commands") or [run.get("command", "")]
+    return ["", f"The autoencoder in `vae/`: {run.get('parameters', 0) / 1e6:.2f} M parameters, {run.get('steps')} "
+                f"steps on {data or 'unknown data'}{measured}. Trained with exactly"
+                + (" these, in order (each resumes the one before):" if len(commands) > 1 else ":"),
+            "", "```bash", *commands, "```"]
 
 
 def load_training_state(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict] | None:

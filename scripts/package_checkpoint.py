@@ -10,7 +10,7 @@ The weights are stored in float16 (checkpoints.store_half), so every file stays 
 the sample grid is drawn from the float32 weights, before halving. A prompt model's grid has one row per prompt
 (--prompts, the empty prompt first), each drawn as the app draws it by default, at guidance --guidance;
 --earlier names commands that ran before the run's own
-(a warm start's history), in order.
+(a warm start's history), in order; --autoencoder-earlier does the same for a latent model's autoencoder run.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def main() -> None:
                         help="a prompt model's grid: one row per prompt (the first, empty, is no prompt)")
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--earlier", action="append", default=[], help="a command that ran before this run's own")
+    parser.add_argument("--autoencoder-earlier", action="append", default=[],
+                        help="a latent model's: an autoencoder command that ran before the one its run recorded")
     parser.add_argument("--title", default="emoji from noise")
     args = parser.parse_args()
 
@@ -57,6 +59,9 @@ def main() -> None:
     shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("training"))
     info = json.loads((tmp / "playground.json").read_text())
     info.pop("loss_history_full", None)  # the thinned loss_history stays
+    if args.autoencoder_earlier and info.get("autoencoder_run"):
+        run = info["autoencoder_run"]
+        run["commands"] = [*args.autoencoder_earlier, run.get("command", "")]
     (tmp / "playground.json").write_text(json.dumps(info, indent=2))
 
     checkpoint = load_checkpoint(tmp)

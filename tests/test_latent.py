@@ -154,3 +154,31 @@ def test_the_cli_refuses_bad_latent_combinations(tmp_path, latent, capsys):
     assert "takes 3-channel pictures, and these have 1" in capsys.readouterr().err
     assert main(["train", "--autoencoder", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     assert "has no autoencoder" in capsys.readouterr().err
+
+
+def test_a_latent_model_card_says_how_its_autoencoder_was_trained(tmp_path):
+    """train --autoencoder RUN/checkpoint records that run (its commands, steps, held-out PSNR) in the latent model's
+    playground.json, and the card prints it; a latent model warm-started from carries it on."""
+    import argparse
+
+    from playground.checkpoints import model_card
+    from playground.cli.training import _autoencoder_record
+
+    folder = tmp_path / "ae"
+    folder.mkdir()
+    run = {"kind": "autoencoder", "command": "python -m playground autoencoder --out runs/ae --steps 9000",
+           "steps": 9000, "parameters": 712615, "autoencoder": {"resolution": 64},
+           "quality": {"step": 9000, "emoji_psnr": 30.42, "photo_psnr": 34.9}, "data": {"emoji": "1767 emoji"},
+           "loss_history_full": [1.0] * 50}
+    (folder / "playground.json").write_text(json.dumps(run))
+    record = _autoencoder_record(argparse.Namespace(autoencoder=str(folder), init_from=None))
+    assert "loss_history_full" not in record and record["steps"] == 9000
+    card = model_card("latent", {"autoencoder_run": {**record, "commands": ["python -m playground autoencoder "
+                                                                             "--out runs/ae --steps 12000",
+                                                                             record["command"]]}})
+    assert "emoji 30.4 dB, photos 34.9 dB (step 9000)" in card and "0.71 M parameters, 9000 steps on 1767 emoji" in card
+    assert card.index("--steps 12000") < card.index("--steps 9000")
+    latent = tmp_path / "latent"
+    latent.mkdir()
+    (latent / "playground.json").write_text(json.dumps({"autoencoder_run": record}))
+    assert _autoencoder_record(argparse.Namespace(autoencoder=None, init_from=str(latent))) == record

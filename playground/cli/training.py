@@ -168,6 +168,19 @@ def _autoencoder(args: argparse.Namespace):
         raise ValueError(str(error)) from None
 
 
+def _autoencoder_record(args: argparse.Namespace) -> dict:
+    """What a latent model's card says of its autoencoder: the run that trained it (its command, steps, held-out
+    PSNR), read from --autoencoder's playground.json, or carried by the latent model --init-from names."""
+    from playground.checkpoints import read_info
+
+    folder = args.autoencoder or args.init_from
+    info = read_info(folder) if folder else {}
+    if "autoencoder_run" in info:
+        return info["autoencoder_run"]
+    keep = ("command", "steps", "quality", "data", "parameters", "autoencoder", "wall_time_s", "hardware")
+    return {key: info[key] for key in keep if key in info} if info.get("kind") == "autoencoder" else {}
+
+
 def _network(args: argparse.Namespace, default: str, resolution: int, channels: int, autoencoder):
     """The network's config: --model's (or ``default``) at this resolution and these channels, or for a latent run
     the latents' own size and channels."""
@@ -292,7 +305,8 @@ def run_train(args: argparse.Namespace) -> int:
                    quality_samples=args.quality_samples, preview_every=args.preview_every or 500,
                    checkpoint_every_s=args.checkpoint_every or 600, autoencoder=autoencoder,
                    info={"command": _command(), "hardware": _hardware(dist.device, dist.world_size),
-                         "data": description})
+                         "data": description,
+                         **({"autoencoder_run": _autoencoder_record(args)} if autoencoder is not None else {})})
     kind = "greyscale" if pictures.images.shape[1] == 1 else "colour"
     say(f"{pictures.count} {kind} images at {pictures.images.shape[-1]} px; {config.steps} steps"
         + (f" on {model_config.image_channels}x{model_config.resolution}x{model_config.resolution} latents"
