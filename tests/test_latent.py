@@ -182,3 +182,30 @@ def test_a_latent_model_card_says_how_its_autoencoder_was_trained(tmp_path):
     latent.mkdir()
     (latent / "playground.json").write_text(json.dumps({"autoencoder_run": record}))
     assert _autoencoder_record(argparse.Namespace(autoencoder=None, init_from=str(latent))) == record
+
+
+def test_an_autoencoder_run_resumes_exactly_and_keeps_its_commands(tmp_path):
+    """python -m playground autoencoder, stopped and run again, ends with the weights of one run straight through; it
+    measures the held-out pictures as it goes, and a resume with another command lists both on the card."""
+    from playground.diffusion.autoencoder_training import AutoencoderTrainConfig
+    from playground.services.autoencoder_training import AutoencoderData, train_autoencoder_run
+
+    generator = torch.Generator().manual_seed(0)
+    pictures = torch.randint(0, 256, (12, 3, 16, 16), generator=generator, dtype=torch.uint8)
+    data = AutoencoderData(pictures[:8], pictures[8:10], pictures[10:11], pictures[11:])
+    network = AutoencoderConfig(resolution=16, channels=8, encoder_blocks=(1, 1), decoder_blocks=(1, 1))
+    config = AutoencoderTrainConfig(steps=4, batch_size=4, crop=8, warmup_steps=1)
+    train = dict(network=network, measure_every=2, checkpoint_every_s=1e9)
+    straight = train_autoencoder_run(tmp_path / "straight", data, config, info={"command": "ae --steps 4"}, **train)
+    stops = iter([False, False, True])
+    stopped = train_autoencoder_run(tmp_path / "resumed", data, config, should_stop=lambda: next(stops, False),
+                                    info={"command": "ae --steps 4"}, **train)
+    assert 0 < json.loads((stopped / "playground.json").read_text())["steps"] < 4
+    resumed = train_autoencoder_run(tmp_path / "resumed", data, config, info={"command": "ae --steps 4 --lr 1"},
+                                    **train)
+    ours, theirs = (load_file(str(next((folder / "vae").glob("*.safetensors")))) for folder in (straight, resumed))
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    info = json.loads((resumed / "playground.json").read_text())
+    assert info["steps"] == 4 and info["quality"]["step"] == 4 and info["quality"]["emoji_psnr"] > 0
+    assert info["commands"] == ["ae --steps 4", "ae --steps 4 --lr 1"]
+    assert "ae --steps 4\nae --steps 4 --lr 1" in (resumed / "README.md").read_text()

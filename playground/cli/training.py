@@ -177,7 +177,7 @@ def _autoencoder_record(args: argparse.Namespace) -> dict:
     info = read_info(folder) if folder else {}
     if "autoencoder_run" in info:
         return info["autoencoder_run"]
-    keep = ("command", "steps", "quality", "data", "parameters", "autoencoder", "wall_time_s", "hardware")
+    keep = ("command", "commands", "steps", "quality", "data", "parameters", "autoencoder", "wall_time_s", "hardware")
     return {key: info[key] for key in keep if key in info} if info.get("kind") == "autoencoder" else {}
 
 

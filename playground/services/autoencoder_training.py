@@ -125,19 +125,21 @@ class AutoencoderReading:
 
 
 def _start(run: RunFolder, network: AutoencoderConfig, config: AutoencoderTrainConfig,
-           device: torch.device) -> tuple[TrainState, float]:
+           device: torch.device) -> tuple[TrainState, float, list[str]]:
+    """A fresh state, or the run's checkpoint resumed: (state, wall time so far, the commands that ran before)."""
     vae = build_autoencoder(network, seed=config.seed).to(device, memory_format=torch.channels_last)
     state = new_train_state(vae, config)
     saved = load_training_state(run.checkpoint)
     if saved is None:
-        return state, 0.0
+        return state, 0.0, []
     tensors, meta = saved
     info = read_info(run.checkpoint)
     from safetensors.torch import load_file  # the EMA weights are the checkpoint's own
 
     ema = load_file(str(next((run.checkpoint / "vae").glob("*.safetensors"))))
     state.load_tensors(tensors, meta, ema, info.get("loss_history_full", []))
-    return state, float(info.get("wall_time_s", 0.0))
+    earlier = info.get("commands") or ([info["command"]] if info.get("command") else [])
+    return state, float(info.get("wall_time_s", 0.0)), earlier
 
 
 @dataclass
@@ -150,6 +152,7 @@ class _AutoencoderRun:
     network: AutoencoderConfig
     state: TrainState
     wall_before: float
+    earlier_commands: list[str]  # of a resumed run: the commands before this one (resumed with other settings)
     info: dict
     log: RunLog
     clock: CheckpointClock
@@ -196,6 +199,10 @@ class _AutoencoderRun:
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
                 "loss_history_full": losses, **self.info}
+        commands = [*self.earlier_commands, self.info.get("command")]
+        commands = [c for k, c in enumerate(commands) if c and (k == 0 or c != commands[k - 1])]
+        if len(commands) > 1:  # the card lists them all, in order
+            info["commands"] = commands
         if self.readings:
             last = self.readings[-1]
             info["quality"] = {"step": last.step, "emoji_psnr": last.emoji_psnr, "photo_psnr": last.photo_psnr}
@@ -214,9 +221,9 @@ def train_autoencoder_run(
     ``measure_every`` steps the EMA weights reconstruct the held-out pictures (quality.csv, a sample grid, and
     ``on_reading``); checkpoints come 15 s in, then at doubling gaps up to ``checkpoint_every_s``, and at the end."""
     run = RunFolder(Path(run_dir))
-    state, wall_before = _start(run, network, config, torch.device(device))
+    state, wall_before, earlier = _start(run, network, config, torch.device(device))
     run.samples.mkdir(parents=True, exist_ok=True)
-    progress = _AutoencoderRun(run, data, config, network, state, wall_before, info or {}, run.open_log(),
+    progress = _AutoencoderRun(run, data, config, network, state, wall_before, earlier, info or {}, run.open_log(),
                                CheckpointClock(checkpoint_every_s), measure_every, on_event, on_reading)
     try:
         train_autoencoder(state, progress.reconstruct,
@@ -263,6 +270,8 @@ def autoencoder_card(title: str, info: dict) -> str:
     if quality:
         lines.append(f"- Held-out PSNR at step {quality['step']}: emoji {quality['emoji_psnr']:.2f} dB, photos "
                      f"{quality['photo_psnr']:.2f} dB")
-    if info.get("command"):
-        lines += ["", "Trained with exactly:", "", "```bash", info["command"], "```"]
+    commands = info.get("commands") or ([info["command"]] if info.get("command") else [])
+    if commands:
+        lines += ["", "Trained with exactly" + (" these, in order (each resumes the one before):"
+                                                 if len(commands) > 1 else ":"), "", "```bash", *commands, "```"]
     return "\n".join(lines) + "\n"
