@@ -318,11 +318,11 @@ def test_edit_tab_paints_a_mask_and_repaints_it(page, tmp_path_factory):
     canvas = page.locator("#edit-canvas canvas").first
     canvas.wait_for()
     page.wait_for_timeout(1000)  # the picture arrives on the canvas
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.3)
+    box = canvas.bounding_box()  # the canvas is as wide as the editor; the square picture sits in its middle
+    page.mouse.move(box["x"] + box["width"] * 0.46, box["y"] + box["height"] * 0.35)
     page.mouse.down()
-    for k in range(12):  # a thick stroke across the left half
-        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.02 * k), box["y"] + box["height"] * (0.3 + 0.03 * k))
+    for k in range(12):  # a thick stroke down the middle of the picture
+        page.mouse.move(box["x"] + box["width"] * (0.46 + 0.005 * k), box["y"] + box["height"] * (0.35 + 0.025 * k))
     page.mouse.up()
     page.get_by_text("Fill in what I paint (RePaint)").click()
     set_slider(page, "edit-steps", 10)
