@@ -174,12 +174,14 @@ def edit(page, out: Path, suffix: str) -> None:
     canvas = page.locator("#edit-canvas canvas").first
     canvas.wait_for()
     page.wait_for_timeout(1500)
-    box = canvas.bounding_box()
+    box = canvas.bounding_box()  # as wide as the editor: the square picture sits in its middle
+    side = min(box["width"], box["height"])
+    left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
     for row in range(8):  # brush strokes over the right half
-        y = box["y"] + box["height"] * (0.08 + 0.12 * row)
-        page.mouse.move(box["x"] + box["width"] * 0.55, y)
+        y = top + side * (0.08 + 0.12 * row)
+        page.mouse.move(left + side * 0.55, y)
         page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.95, y, steps=8)
+        page.mouse.move(left + side * 0.95, y, steps=8)
         page.mouse.up()
     page.get_by_text("Fill in what I paint (RePaint)").click()
     page.locator("#edit-go").click()
