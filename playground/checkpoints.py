@@ -382,6 +382,10 @@ def store_half(folder: str | os.PathLike, dtype: str = "float16") -> tuple[int, 
     return before, path.stat().st_size
 
 
+def _channels_words(channels: int) -> str:
+    return {1: "greyscale", 3: "RGB"}.get(channels, f"{channels} latent channels")
+
+
 def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
     """A README.md for a checkpoint folder, from its playground.json content."""
     model, training, data = info.get("model", {}), info.get("training", {}), info.get("data", {})
@@ -413,7 +417,8 @@ def model_card(title: str, info: dict, grid_name: str | None = None) -> str:
     lines = [
         f"# {title}", "", about, "",
         f"- Network: diffusers `UNet2DModel`, {info.get('parameters', 0) / 1e6:.2f} M parameters, "
-        f"{model.get('resolution')}x{model.get('resolution')} RGB, channels {model.get('channels')}",
+        f"{model.get('resolution')}x{model.get('resolution')}, {_channels_words(model.get('image_channels', 3))}, "
+        f"channels {model.get('channels')}",
         f"- Trained on: {data.get('description', data.get('name'))} ({data.get('count')} images, "
         f"sha256 {str(data.get('sha256', ''))[:16]}…)",
         f"- Steps: {info.get('steps')} of batch {training.get('batch_size')}; schedule {training.get('schedule')}, "
