@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import AutoencoderTiny, DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from playground.checkpoints import CheckpointError, list_checkpoints, load_checkpoint
 from playground.cli import main
@@ -137,12 +137,19 @@ def test_every_shipped_checkpoint_loads_in_diffusers_and_samples():
     shipped = list_checkpoints(SHIPPED)
     assert shipped, "checkpoints/ should ship at least one model"
     for folder in shipped:
-        pipeline = DDPMPipeline.from_pretrained(folder, use_safetensors=True)
         checkpoint = get_checkpoint(folder)
-        assert pipeline.unet.config.sample_size == checkpoint.resolution
+        if checkpoint.is_latent:  # diffusers loads its parts: the UNet on latents, and the autoencoder that draws them
+            unet = UNet2DModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
+            vae = AutoencoderTiny.from_pretrained(folder, subfolder="vae", use_safetensors=True)
+            assert unet.config.in_channels == vae.config.latent_channels
+            side = unet.config.sample_size * 2 ** (len(vae.config.encoder_block_out_channels) - 1)
+        else:
+            side = DDPMPipeline.from_pretrained(folder, use_safetensors=True).unet.config.sample_size
+        assert side == checkpoint.resolution
         assert (folder / "README.md").is_file() and (folder / "playground.json").is_file()
         assert not (folder / "training").exists()  # resume state stays out of git
-        images = list(generate(checkpoint, "dpmpp", 10, 2, 0))[-1].prev_sample
+        images = checkpoint.to_pictures(list(generate(checkpoint, "dpmpp", 10, 2, 0))[-1].prev_sample)
+        assert images.shape[-3:] == (checkpoint.channels, checkpoint.resolution, checkpoint.resolution)
         # a trained model draws on white: most pixels near 1 at the border, unlike noise
         border = torch.cat([images[..., 0, :], images[..., -1, :]], -1)
         assert border.mean() > 0.5
