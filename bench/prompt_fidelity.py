@@ -5,7 +5,7 @@
     python bench/prompt_fidelity.py --by-timestep [--words dog,ball,...]
 
 For each word: ``count`` samples of the prompt (by default as the app samples a prompt with this model: DDPM 200, a
-distilled student DDIM on its steps; seed 0), and the share whose nearest training emoji (pixel distance,
+distilled student DDPM on its steps; seed 0), and the share whose nearest training emoji (pixel distance,
 services.sample_quality.word_fidelity) has the word in its name, beside the share of emoji names that have it (what a
 model that ignores the prompt would score). Then the empty prompt against the base: density and coverage (random-CNN
 features, services.sample_quality) of 512 samples each, drawn as the app draws the empty prompt (DPM-Solver++ 25, a
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--base", default=str(ROOT / "checkpoints" / "emoji32"))
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp"],
-                        help="default: as the app samples a prompt with this model (a student: DDIM on its steps)")
+                        help="default: as the app samples a prompt with this model (a student: DDPM on its steps)")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--quality-count", type=int, default=512)

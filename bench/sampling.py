@@ -6,10 +6,11 @@
 
 --latent: 16 pictures at 64 px from a latent model, the decoder included, against 16 at 32 px from a pixel model,
 with the same sampler and steps, interleaved; prints both times and their ratio (latent / pixel; at most 1 is the
-goal). --distilled: the student at 1, 2, 4 and 8 steps against its teacher at DDPM 200, DDPM 50 and DPM-Solver++ 25
-(guided), each: the time for 16 pictures of a prompt and how often samples follow the word (services.sample_quality:
-the nearest training emoji has the word in its name; --count samples for each of 25 words); --record writes the
-fidelities into the student's playground.json, where the Sample tab plots them.
+goal). --distilled: the student at 1, 2, 4 and 8 steps (on the sampler the app gives it for a prompt) against its
+teacher at DDPM 200, DDPM 50 and DPM-Solver++ 25 (guided), each: the time for 16 pictures of a prompt and how
+often samples follow the word (services.sample_quality: the nearest training emoji has the word in its name; --count
+samples for each of 25 words); --record writes the fidelities into the student's playground.json, where the Sample
+tab plots them.
 
 Prints images/s for both, the ratio (ours / diffusers, >1: ours is faster), and the share of this CPU's
 measured fp32 matmul GFLOP/s that the UNet reaches inside our loop. Then classifier-free guidance: the same UNet
@@ -98,7 +99,7 @@ def distilled_against_teacher(student_folder: str, teacher_folder: str, count: i
 
     from playground.data.dataset import dataset_from_uint8
     from playground.data.emoji import emoji_subset
-    from playground.services.image_sampling import final_images
+    from playground.services.image_sampling import default_sampling, final_images
     from playground.services.model_catalog import get_checkpoint
     from playground.services.sample_quality import BENCH_WORDS, prompt_fidelity
 
@@ -106,7 +107,8 @@ def distilled_against_teacher(student_folder: str, teacher_folder: str, count: i
     emoji = emoji_subset(teacher.resolution)
     images = dataset_from_uint8("emoji", emoji.images).images
     guidance = 5.0
-    runs = [("student", student, "ddim", n) for n in (1, 2, 4, 8)] + [
+    student_sampler = default_sampling("cat", student)[0]  # as the app samples a prompt with it
+    runs = [("student", student, student_sampler, n) for n in (1, 2, 4, 8)] + [
         ("teacher", teacher, sampler, n) for sampler, n in (("ddpm", 200), ("ddpm", 50), ("dpmpp", 25))]
     measured: dict[str, dict[str, float]] = {"student": {}, "teacher": {}}
     print(f"16 pictures of 'cat' at guidance {guidance:g}, and prompt fidelity over {len(BENCH_WORDS)} words x "
@@ -123,7 +125,8 @@ def distilled_against_teacher(student_folder: str, teacher_folder: str, count: i
         print(f"  {who:>7} {label:>17}: {seconds:6.2f} s for 16, follows the word {mean:4.0%} ({followed} of "
               f"{len(shares)} words)")
     teacher_s = timed(lambda: final_images(teacher, "ddpm", 200, 16, 0, prompt="cat", guidance=guidance), 1)
-    student_s = timed(lambda: final_images(student, "ddim", 4, 16, 0, prompt="cat", guidance=guidance), repeats)
+    student_s = timed(lambda: final_images(student, student_sampler, 4, 16, 0, prompt="cat", guidance=guidance),
+                      repeats)
     print(f"  the teacher's default (DDPM 200) against the student's 4 steps: {teacher_s / student_s:.0f}x faster")
     if record:
         info_path = student.path / "playground.json"

@@ -307,7 +307,7 @@ def test_a_latent_base_shows_reconstructions_and_fine_tunes(client, app, files):
 def test_a_distilled_student_samples_in_its_steps_and_shows_its_halving(client, app):
     controls = client.predict(app.student_model, "dpmpp", 25, api_name="/sample_prompt_controls")
     note, sampler, steps, student_steps = controls[2], controls[3], controls[4], controls[5]
-    assert "A distilled student" in note and sampler["value"] == "ddim" and steps["value"] == 2
+    assert "A distilled student" in note and sampler["value"] == "ddpm" and steps["value"] == 2
     assert student_steps["visible"] and student_steps["value"] == 2
     status = client.submit(app.student_model, "ddim", 2, 2, 0, 0.0, "red heart", 4.0,
                            api_name="/sample").result()[2]

@@ -117,10 +117,11 @@ class _Round:
                           autoencoder=teacher.autoencoder)
 
     def preview(self, step: int) -> None:
-        """A row of 8 pictures per preview prompt the model knows, from the same noise, in the round's steps."""
+        """A row of 8 pictures per preview prompt the model knows, from the same noise, in the round's steps (on DDPM,
+        as the app samples a prompt with a student: image_sampling.default_sampling)."""
         known = self.teacher.vocabulary.index
         prompts = [p for p in PREVIEW_PROMPTS if all(word in known for word in p.split())]
-        rows = [media.image_grid(final_images(self.student(), "ddim", self.config.student_steps, 8, 1234,
+        rows = [media.image_grid(final_images(self.student(), "ddpm", self.config.student_steps, 8, 1234,
                                               prompt=prompt), columns=8) for prompt in prompts]
         grid = media.grid(rows, columns=1, gap=2)
         grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST).save(self.run.preview_path(step))
@@ -221,9 +222,11 @@ def distilled_card(title: str, info: dict) -> str:
         "`UNet2DModel(class_embed_type=\"identity\")` (`UNet2DModel.from_pretrained(folder, subfolder=\"unet\")`); "
         "the prompt's vector (`prompt_encoder/bag_of_words.safetensors`) plus the guidance scale's "
         "(`prompt_encoder/guidance.safetensors`: sinusoidal features of 100·w through a two-layer MLP) go in as "
-        "`class_labels`. Sample it with DDIM (η = 0) on its trailing-spaced steps: "
-        f"`python -m playground sample --checkpoint FOLDER --prompt cat --sampler ddim --steps "
-        f"{distilled.get('student_steps')}`.", "",
+        "`class_labels`. Sample it on its trailing-spaced steps: a prompt with ancestral DDPM, whose fresh noise "
+        "at every step lets guidance steer again where DDIM commits early, "
+        f"`python -m playground sample --checkpoint FOLDER --prompt cat --sampler ddpm --steps "
+        f"{distilled.get('student_steps')}` (the default), and the empty prompt with DDIM (η = 0), whose pictures "
+        "cover more of the data.", "",
         f"- Rounds (the students' steps): {distilled.get('rounds')}; this one's {info.get('steps')} steps of batch "
         f"{training.get('batch_size')}, AdamW lr {training.get('lr')}, EMA up to {training.get('ema_max_decay')}",
         f"- Guidance scales learned: {distilled.get('guidance_range')} (drawn uniformly per example)",

@@ -43,12 +43,15 @@ SAMPLER_LABELS = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "dpmpp": "DPM-Solv
 
 
 def default_sampling(prompt: str | None, checkpoint: Checkpoint | None = None) -> tuple[str, int]:
-    """The (sampler, steps) to use when a person names neither: a distilled student's own (DDIM on the steps it was
-    distilled for), else PROMPT_SAMPLING for a prompt and PLAIN_SAMPLING without."""
+    """The (sampler, steps) to use when a person names neither: PROMPT_SAMPLING for a prompt and PLAIN_SAMPLING
+    without; a distilled student on the steps it was distilled for, with the same split: DDPM's fresh noise for a
+    prompt (the student's x_0 guess, re-noised, steered again at every step), DDIM without, whose varied pictures
+    cover more of the data (bench/prompt_fidelity.py measures both)."""
+    prompted = bool((prompt or "").strip())
     student = checkpoint.info.get("distilled") if checkpoint is not None else None
     if student:
-        return "ddim", int(student["student_steps"])
-    return PROMPT_SAMPLING if (prompt or "").strip() else PLAIN_SAMPLING
+        return "ddpm" if prompted else "ddim", int(student["student_steps"])
+    return PROMPT_SAMPLING if prompted else PLAIN_SAMPLING
 
 
 def default_steps(sampler: str, prompt: str | None, checkpoint: Checkpoint | None = None) -> int:

@@ -71,7 +71,8 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
     """The prompt box and guidance slider: usable for a prompt model; disabled, with the reason, for the others.
     A sampler and steps still at the other kind's defaults move to this kind's (a prompt model: PROMPT_SAMPLING,
     ancestral DDPM, which follows prompts better; any other: PLAIN_SAMPLING, DPM-Solver++); ones a person chose
-    stay. A distilled student moves to DDIM on the steps it was distilled for, and offers 1, 2, 4 and 8."""
+    stay. A distilled student moves to its own default for a prompt (image_sampling.default_sampling: DDPM on the steps
+    it was distilled for), and offers 1, 2, 4 and 8."""
     checkpoint = checkpoint_for(name, request) if name else None
     prompted = checkpoint is not None and checkpoint.vocabulary is not None
     wanted, other = ((sampling.PROMPT_SAMPLING, sampling.PLAIN_SAMPLING) if prompted else
@@ -79,7 +80,8 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
     sampler_update, steps_update = gr.Radio(), gr.Slider()
     student = distilled(checkpoint) if checkpoint is not None else None
     if student:
-        sampler_update, steps_update = gr.Radio(value="ddim"), gr.Slider(value=int(student["student_steps"]))
+        student_sampler, student_steps = sampling.default_sampling("a prompt", checkpoint)
+        sampler_update, steps_update = gr.Radio(value=student_sampler), gr.Slider(value=student_steps)
     elif checkpoint is not None and steps is not None and (sampler, int(steps)) == other:
         sampler_update = gr.Radio(value=wanted[0])
         steps_update = gr.Slider(value=min(wanted[1], checkpoint.schedule.num_timesteps))
@@ -88,7 +90,8 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
     if student:
         note += (f"\n\n*A distilled student: it takes in one DDIM step what its teacher took in two, and the guidance "
                  f"scale is an input, so each step is one network call. It was distilled for "
-                 f"{student['student_steps']} steps; try 1, 2, 4 or 8.*")
+                 f"{student['student_steps']} steps; try 1, 2, 4 or 8. It starts on DDPM, whose fresh noise at every "
+                 "step lets guidance steer again; DDIM draws the empty prompt's pictures more varied.*")
     elif prompted:
         note += (f"\n\n*Prompt models start on DDPM, {sampling.PROMPT_SAMPLING[1]} steps: its fresh noise at every "
                  "step lets guidance keep steering, so more pictures follow the words than with a deterministic "
