@@ -1,11 +1,12 @@
 """The README's fine-tuning figure: six 64x64 photos, the Quick preset from a shipped base, timed and measured.
 
     python scripts/finetune_demo.py [--out runs/finetune-demo] [--preset quick] [--base checkpoints/emoji32]
+                                    [--figure docs/finetune.png]
 
 The six photos are scikit-image's bundled sample photos (astronaut, Chelsea the cat, coffee, rocket, motorcycle,
 Hubble deep field; public domain or CC0), centre-cropped to 64x64. Needs `pip install scikit-image`
 (only this script does; the app and the tests do not).
-Writes docs/finetune.png: the training crops, the base model's samples (before) and the fine-tuned model's
+Writes --figure (docs/finetune.png): the training crops, the base model's samples (before) and the fine-tuned model's
 samples from the same noise (after), and prints the time, the steps, the memorisation meter and how much closer
 to the photos the samples came: the mean RMS distance (0-255 scale) from each of 12 samples (DDIM 25, seed 7, the
 base's and the fine-tuned model's from the same noise) to its nearest photo, at 64 px (a 32 px model's samples are
@@ -71,6 +72,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "finetune-demo"))
     parser.add_argument("--preset", default="quick", choices=list(recipes.PRESETS))
     parser.add_argument("--base", default=str(ROOT / "checkpoints" / "emoji32"))
+    parser.add_argument("--figure", default=str(ROOT / "docs" / "finetune.png"),
+                        help="where to write the figure (the README shows docs/finetune.png and, from "
+                             "checkpoints/emoji64-latent, docs/finetune_latent.png)")
     args = parser.parse_args()
     out = Path(args.out)
     paths = six_photos(out / "photos")
@@ -96,13 +100,13 @@ def main() -> None:
         figure.paste(row, (0, y))
         y += row.height
     figure = figure.resize((figure.width * 3, figure.height * 3), Image.NEAREST)
-    figure.save(ROOT / "docs" / "finetune.png")
+    figure.save(args.figure)
     print(f"{args.preset}: {config.steps} steps of {config.batch_size} in {seconds:.0f} s "
           f"({torch.get_num_threads()} threads), photos to trained model")
     print("memorisation meter: " + memorisation_meter(after_samples, training).sentence())
     print(f"nearest-photo RMS at 64 px: base {before_rms:.1f}, fine-tuned {after_rms:.1f} "
           f"({1 - after_rms / before_rms:.0%} closer)")
-    print(f"wrote {ROOT / 'docs' / 'finetune.png'} (rows: the photos as trained on, base samples, "
+    print(f"wrote {args.figure} (rows: the photos as trained on, base samples, "
           "fine-tuned samples)")
 
 
