@@ -309,14 +309,20 @@ def test_a_distilled_student_samples_in_its_steps_and_shows_its_halving(client, 
     note, sampler, steps, student_steps = controls[2], controls[3], controls[4], controls[5]
     assert "A distilled student" in note and sampler["value"] == "ddpm" and steps["value"] == 2
     assert student_steps["visible"] and student_steps["value"] == 2
+    assert controls[6]["value"] == 2  # the halving view starts on the student's last step, where pictures show
     status = client.submit(app.student_model, "ddim", 2, 2, 0, 0.0, "red heart", 4.0,
                            api_name="/sample").result()[2]
     assert status.startswith("Done: 2 images for “red heart” at guidance 4")
-    gallery, note, figure = client.predict(app.student_model, "cat", 4.0, 0, api_name="/sample_halving")
+    gallery, note, figure = client.predict(app.student_model, "cat", 4.0, 0, 1, api_name="/sample_halving")
     assert [item["caption"].split(":")[0] for item in gallery] == ["x_t at t = 999", "teacher, 1 step",
                                                                    "teacher, 2 steps", "student, 1 step"]
-    assert "apart (RMS)" in note
+    assert "apart (RMS)" in note and "pure noise" in note
+    gallery, note, _ = client.predict(app.student_model, "cat", 4.0, 0, 2, api_name="/sample_halving")
+    assert [item["caption"] for item in gallery][2:] == ["teacher, 2 steps: the finished pictures",
+                                                         "student, 1 step: the finished pictures"]
+    with pytest.raises(AppError, match="maximum value 2|choose a step from 1 to 2"):  # the slider's, or ours
+        client.predict(app.student_model, "cat", 4.0, 0, 3, api_name="/sample_halving")
     traces = json.loads(figure["plot"])["data"]
     assert traces[0]["x"] == [400, 64] and traces[1]["x"] == [1, 2, 4]  # network calls: guided teacher, student
     with pytest.raises(AppError, match="Choose a distilled model"):
-        client.predict(app.model, "", 4.0, 0, api_name="/sample_halving")
+        client.predict(app.model, "", 4.0, 0, 1, api_name="/sample_halving")

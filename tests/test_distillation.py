@@ -100,3 +100,24 @@ def test_distill_cli_runs_its_rounds_resumes_and_writes_a_diffusers_student(tmp_
     for bad, sentence in ((["--rounds", "8,3"], "halves the steps"), (["--rounds", "x"], "whole numbers")):
         assert main(args[:3] + bad + args[5:]) == 2
         assert sentence in capsys.readouterr().err
+
+
+def test_the_halving_view_starts_each_step_on_the_teachers_own_path(tmp_path):
+    from playground.cli import main
+    from playground.services.distillation_views import halving
+    from playground.services.image_sampling import final_images
+
+    teacher_folder = make_tiny_prompt_checkpoint(tmp_path / "teacher")
+    assert main(["distill", "--teacher", str(teacher_folder), "--rounds", "2", "--steps-per-round", "2",
+                 "--batch-size", "4", "--out", str(tmp_path / "run")]) == 0
+    student, teacher = load_checkpoint(tmp_path / "run" / "checkpoint"), load_checkpoint(teacher_folder)
+    grid, mids = student_grid(teacher.schedule.num_timesteps, 2)
+    first, last = (halving(student, teacher, "cat", 4.0, seed=3, count=2, step=k) for k in (1, 2))
+    assert (first.t, first.t_mid, first.t_next) == (grid[0], mids[0], grid[1])
+    assert (last.t, last.t_mid, last.t_next) == (grid[1], mids[1], -1)
+    # the last step's x_t is where the teacher's first two steps left it, so its two steps end the teacher's whole run
+    whole_run = final_images(teacher, "ddim", 4, 2, 3, prompt="cat", guidance=4.0)
+    torch.testing.assert_close(last.teacher_next.clamp(-1, 1), whole_run)
+    torch.testing.assert_close(last.x_t, first.teacher_next)
+    with pytest.raises(ValueError, match="choose a step from 1 to 2"):
+        halving(student, teacher, "cat", 4.0, step=3)

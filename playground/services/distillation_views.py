@@ -45,22 +45,35 @@ class Halving:
 
 @torch.inference_mode()
 def halving(student: Checkpoint, teacher: Checkpoint, prompt: str, guidance: float = DEFAULT_GUIDANCE,
-            seed: int = 0, count: int = 4) -> Halving:
-    """The student's first step on its own grid beside the teacher's two on the grid twice as fine (the teacher with
-    classifier-free guidance, two calls a step; the student one call), from the same pure noise x_T."""
+            seed: int = 0, count: int = 4, step: int | None = None) -> Halving:
+    """The student's ``step``-th step on its own grid (1: from pure noise; default, the last: to the finished picture)
+    beside the teacher's two on the grid twice as fine (the teacher with classifier-free guidance, two calls a step;
+    the student one call). Both start from the same x_t: the teacher's own DDIM path from x_T down to that level, so
+    the last step's teacher end is the teacher's whole DDIM run on the fine grid."""
     steps = int(distilled(student)["student_steps"])
+    try:
+        step = steps if step is None else int(step)
+    except (TypeError, ValueError):
+        raise ValueError(f"The step must be a whole number from 1 to {steps}.") from None
+    if not 1 <= step <= steps:
+        raise ValueError(f"This student takes {steps} step{'s' * (steps > 1)}; choose a step from 1 to {steps}.")
     fine = make_sampler("ddim", teacher.schedule, 2 * steps, prediction_type=teacher.prediction_type,
                         clip_sample=None if teacher.is_latent else 1.0)
     coarse = make_sampler("ddim", student.schedule, steps, prediction_type=student.prediction_type,
                           clip_sample=None if student.is_latent else 1.0)
-    t, t_mid = fine.timesteps[0], fine.timesteps[1]  # the noisiest level (trailing spacing: T - 1) and the next
-    x_t, _ = initial_noise(teacher, count, seed)  # pure noise, as sampling starts
-    times = torch.full((count,), t)
     teacher_fn = guided_fn(teacher.unet, prompt, guidance, count)
     student_fn = guided_fn(student.unet, prompt, guidance, count)
-    mid = fine.step(teacher_fn(x_t, times), t, x_t).prev_sample
-    teacher_next = fine.step(teacher_fn(mid, torch.full((count,), t_mid)), t_mid, mid).prev_sample
-    student_next = coarse.step(student_fn(x_t, times), t, x_t).prev_sample
+
+    def teacher_step(x: torch.Tensor, t: int) -> torch.Tensor:
+        return fine.step(teacher_fn(x, torch.full((count,), t)), t, x).prev_sample
+
+    x_t, _ = initial_noise(teacher, count, seed)  # pure noise, as sampling starts
+    for t in fine.timesteps[:2 * (step - 1)]:  # down the teacher's path to the student's step-th level
+        x_t = teacher_step(x_t, t)
+    t, t_mid = fine.timesteps[2 * (step - 1)], fine.timesteps[2 * step - 1]
+    mid = teacher_step(x_t, t)
+    teacher_next = teacher_step(mid, t_mid)
+    student_next = coarse.step(student_fn(x_t, torch.full((count,), t)), t, x_t).prev_sample
     rms = lambda a, b: float((a - b).pow(2).mean().sqrt())  # noqa: E731
     pictures = [teacher.to_pictures(x) for x in (x_t, mid, teacher_next)] + [student.to_pictures(student_next)]
     return Halving(t, t_mid, coarse.prev_timestep(t), *pictures, rms(teacher_next, student_next),

@@ -96,12 +96,13 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
         note += (f"\n\n*Prompt models start on DDPM, {sampling.PROMPT_SAMPLING[1]} steps: its fresh noise at every "
                  "step lets guidance keep steering, so more pictures follow the words than with a deterministic "
                  "sampler.*")
-    return (box, slider, note, sampler_update, steps_update,
-            gr.Radio(visible=bool(student), value=int(student["student_steps"]) if student else None))
+    own_steps = int(student["student_steps"]) if student else None
+    return (box, slider, note, sampler_update, steps_update, gr.Radio(visible=bool(student), value=own_steps),
+            gr.Slider(maximum=max(own_steps, 2), value=own_steps) if student else gr.Slider())
 
 
-def halving_view(name: str | None, prompt: str, guidance: float, seed: int, request: gr.Request):
-    """A distilled student's first step beside its teacher's two, from the same noise, and the measured fidelity."""
+def halving_view(name: str | None, prompt: str, guidance: float, seed: int, step, request: gr.Request):
+    """One of a distilled student's steps beside its teacher's two, from the same x_t, and the measured fidelity."""
     checkpoint = checkpoint_for(name, request)
     if distilled(checkpoint) is None:
         raise problem("Choose a distilled model (such as emoji32-prompts-distilled) to see a student's step beside "
@@ -113,16 +114,18 @@ def halving_view(name: str | None, prompt: str, guidance: float, seed: int, requ
     with toasts():
         prompt, guidance = check_prompt(checkpoint, prompt, guidance)
         seed = check_seed(seed)
-    view = halving(checkpoint, teacher, prompt, guidance, seed)
+        view = halving(checkpoint, teacher, prompt, guidance, seed, step=step)
     end = "the finished pictures" if view.t_next < 0 else f"t = {view.t_next}"
     gallery = [(media.grid_picture(view.x_t, 256), f"x_t at t = {view.t}"),
                (media.grid_picture(view.teacher_mid, 256), f"teacher, 1 step: t = {view.t_mid}"),
                (media.grid_picture(view.teacher_next, 256), f"teacher, 2 steps: {end}"),
                (media.grid_picture(view.student_next, 256), f"student, 1 step: {end}")]
-    note = (f"From the same x_t (t = {view.t}), the teacher (classifier-free guidance: two network calls a step) "
-            f"takes two DDIM steps to {end} and the student one (one call). They land {view.distance:.3f} apart "
-            f"(RMS), where the two steps moved {view.start_distance:.3f}. Distillation trained the student round by "
-            f"round to make that gap small; its model card says what the training cost.")
+    start = ("pure noise" if view.t == teacher.schedule.num_timesteps - 1 else
+             "where the teacher's own DDIM steps from pure noise reached")
+    note = (f"From the same x_t (t = {view.t}: {start}), the teacher (classifier-free guidance: two network calls "
+            f"a step) takes two DDIM steps to {end} and the student one (one call). They land {view.distance:.3f} "
+            f"apart (RMS), where the two steps moved {view.start_distance:.3f}. Distillation trained the student "
+            f"round by round to make that gap small; its model card says what the training cost.")
     measured = measured_fidelity(checkpoint)
     return gallery, note, fidelity_figure(measured) if measured else None
 
@@ -294,8 +297,11 @@ def _comparisons(c: SimpleNamespace) -> None:
         c.sweep_gallery = gr.Gallery(label="Guidance sweep", columns=len(sampling.SWEEP_SCALES), height="auto",
                                      elem_id="sample-sweep-gallery", elem_classes=["pixelated"])
     with gr.Accordion("Distillation: a student's one step beside its teacher's two (distilled models)", open=False):
+        c.halving_step = gr.Slider(1, 4, value=4, step=1, elem_id="sample-halving-step",
+                                   label="Which of the student's steps (1: from pure noise; the last: to the "
+                                         "finished pictures)")
         c.halving = gr.Button("Show one step of the student and two of its teacher", elem_id="sample-halving")
-        c.halving_gallery = gr.Gallery(label="The same noise, one student step and two teacher steps", columns=4,
+        c.halving_gallery = gr.Gallery(label="The same x_t, one student step and two teacher steps", columns=4,
                                        height="auto", elem_id="sample-halving-gallery", elem_classes=["pixelated"])
         c.halving_note = gr.Markdown(elem_id="sample-halving-note")
         c.fidelity = gr.Plot(label="Steps against prompt fidelity", elem_id="sample-fidelity")
@@ -304,11 +310,11 @@ def _comparisons(c: SimpleNamespace) -> None:
 def _wire(demo: gr.Blocks, c: SimpleNamespace) -> None:
     gr.on([demo.load, c.checkpoint.change], checkpoint_info, [c.checkpoint], [c.info], api_name="sample_info")
     gr.on([demo.load, c.checkpoint.change], prompt_controls, [c.checkpoint, c.sampler, c.steps],
-          [c.prompt, c.guidance, c.prompt_note, c.sampler, c.steps, c.student_steps],
+          [c.prompt, c.guidance, c.prompt_note, c.sampler, c.steps, c.student_steps, c.halving_step],
           api_name="sample_prompt_controls", api_visibility="undocumented")
     c.student_steps.input(lambda n: gr.Slider(value=n), [c.student_steps], [c.steps], api_name="sample_student_steps",
                           api_visibility="private", queue=False)
-    c.halving.click(halving_view, [c.checkpoint, c.prompt, c.guidance, c.seed],
+    c.halving.click(halving_view, [c.checkpoint, c.prompt, c.guidance, c.seed, c.halving_step],
                     [c.halving_gallery, c.halving_note, c.fidelity], api_name="sample_halving", concurrency_limit=1,
                     concurrency_id="heavy")
     c.prompt.input(suggest, [c.checkpoint, c.prompt], [c.prompt_note], api_name="sample_prompt_words", queue=False,
