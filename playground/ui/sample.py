@@ -91,7 +91,7 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
         note += (f"\n\n*A distilled student: it takes in one DDIM step what its teacher took in two, and the guidance "
                  f"scale is an input, so each step is one network call. It was distilled for "
                  f"{student['student_steps']} steps; try 1, 2, 4 or 8. It starts on DDPM, whose fresh noise at every "
-                 "step lets guidance steer again; DDIM draws the empty prompt's pictures more varied.*")
+                 "step lets guidance steer again; without a prompt, DDIM's pictures cover more of the emoji.*")
     elif prompted:
         note += (f"\n\n*Prompt models start on DDPM, {sampling.PROMPT_SAMPLING[1]} steps: its fresh noise at every "
                  "step lets guidance keep steering, so more pictures follow the words than with a deterministic "
