@@ -32,6 +32,7 @@ def teacher_of(checkpoint: Checkpoint) -> Checkpoint | None:
 class Halving:
     """One x_t, the teacher's two DDIM steps from it and the student's one step, to the same level."""
 
+    step: int  # which of the student's steps (1: from pure noise)
     t: int  # where both start
     t_mid: int  # the teacher's first step lands here
     t_next: int  # both end here (-1: the finished picture)
@@ -76,7 +77,7 @@ def halving(student: Checkpoint, teacher: Checkpoint, prompt: str, guidance: flo
     student_next = coarse.step(student_fn(x_t, torch.full((count,), t)), t, x_t).prev_sample
     rms = lambda a, b: float((a - b).pow(2).mean().sqrt())  # noqa: E731
     pictures = [teacher.to_pictures(x) for x in (x_t, mid, teacher_next)] + [student.to_pictures(student_next)]
-    return Halving(t, t_mid, coarse.prev_timestep(t), *pictures, rms(teacher_next, student_next),
+    return Halving(step, t, t_mid, coarse.prev_timestep(t), *pictures, rms(teacher_next, student_next),
                    rms(x_t, teacher_next))
 
 

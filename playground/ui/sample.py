@@ -120,8 +120,7 @@ def halving_view(name: str | None, prompt: str, guidance: float, seed: int, step
                (media.grid_picture(view.teacher_mid, 256), f"teacher, 1 step: t = {view.t_mid}"),
                (media.grid_picture(view.teacher_next, 256), f"teacher, 2 steps: {end}"),
                (media.grid_picture(view.student_next, 256), f"student, 1 step: {end}")]
-    start = ("pure noise" if view.t == teacher.schedule.num_timesteps - 1 else
-             "where the teacher's own DDIM steps from pure noise reached")
+    start = "pure noise" if view.step == 1 else "where the teacher's own DDIM steps from pure noise reached"
     note = (f"From the same x_t (t = {view.t}: {start}), the teacher (classifier-free guidance: two network calls "
             f"a step) takes two DDIM steps to {end} and the student one (one call). They land {view.distance:.3f} "
             f"apart (RMS), where the two steps moved {view.start_distance:.3f}. Distillation trained the student "
