@@ -1,5 +1,6 @@
 """Distillation: the two-step target, the guidance input learned, the student saved as a diffusers folder and
-sampled in one call a step, and the command line's rounds."""
+sampled in one call a step, and the command line's rounds; distribution matching's gradient, that it moves a
+generator onto the real distribution, and its backward simulation."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from diffusers import UNet2DModel
 
 from playground.checkpoints import load_checkpoint
 from playground.diffusion import NoiseSchedule, make_sampler
-from playground.diffusion.distillation import student_grid, two_step_target
+from playground.diffusion.distillation import (
+    ancestral_rollout,
+    distribution_matching_loss,
+    student_grid,
+    two_step_target,
+)
 from playground.diffusion.guidance import classifier_free_guidance
 from playground.models import PRESETS, build_unet, model_fn
 
@@ -41,6 +47,71 @@ def test_the_target_is_the_x0_whose_one_step_lands_where_two_teacher_steps_do(pr
             single = make_sampler("ddim", schedule, student_steps, prediction_type="sample")
             landed = single.step(target, t, x_t).prev_sample
             torch.testing.assert_close(landed, second.prev_sample, atol=2e-4, rtol=1e-4)
+
+
+def gaussian_denoiser(schedule: NoiseSchedule, mean: torch.Tensor, std: torch.Tensor):
+    """The exact x_0 guess E[x_0 | x_t] for data x_0 ~ N(mean, std^2 I)."""
+    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        abar = schedule.alphas_cumprod[t].view(-1, 1)
+        alpha, var = abar.sqrt(), 1 - abar
+        return mean + alpha * std ** 2 / (abar * std ** 2 + var) * (x_t - alpha * mean)
+    return denoise
+
+
+def test_distribution_matching_moves_each_picture_by_fake_minus_real_over_its_distance():
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    x0 = torch.randn(4, 3, 8, 8, requires_grad=True)
+    real, fake = (lambda x, t: x * 0.5), (lambda x, t: x * 0.5 + 0.1)
+    generator = torch.Generator().manual_seed(3)
+    distribution_matching_loss(x0, real, fake, schedule, "sample", generator).backward()
+    # replay the same draws: t, then the noise
+    replay = torch.Generator().manual_seed(3)
+    t = torch.randint(20, 980, (4,), generator=replay)
+    abar = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+    x_t = abar.sqrt() * x0.detach() + (1 - abar).sqrt() * torch.randn(x0.shape, generator=replay)
+    distance = (x0.detach() - real(x_t, t)).abs().flatten(1).mean(1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(x0.grad, (fake(x_t, t) - real(x_t, t)) / distance / x0.numel())
+    same = torch.randn(2, 3, 4, 4, requires_grad=True)
+    distribution_matching_loss(same, real, real, schedule, "sample", generator).backward()
+    assert same.grad.abs().max() == 0  # a generator that already draws the real distribution is left alone
+
+
+def test_distribution_matching_pulls_a_generator_onto_the_real_distribution():
+    """A Gaussian generator x = m + c z, trained only through the matching loss against the exact denoiser of
+    N(2, 0.5^2) while its fake denoiser is its own exact one, ends on N(2, 0.5^2): the mean and the spread."""
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    torch.manual_seed(0)
+    mean, log_std = torch.zeros(16, requires_grad=True), torch.zeros(1, requires_grad=True)
+    real = gaussian_denoiser(schedule, torch.tensor(2.0), torch.tensor(0.5))
+    optimizer = torch.optim.Adam([mean, log_std], lr=0.02)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(600):
+        x0 = mean + log_std.exp() * torch.randn(256, 16, generator=generator)
+        fake = gaussian_denoiser(schedule, mean.detach(), log_std.detach().exp())
+        loss = distribution_matching_loss(x0, real, fake, schedule, "sample", generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert (mean - 2).abs().max() < 0.1, mean
+    assert abs(log_std.exp().item() - 0.5) < 0.05, log_std.exp()
+
+
+def test_the_backward_simulation_is_the_students_own_ddpm_sampling(tmp_path):
+    """Run to its end, the rollout is exactly the app's DDPM sampler on the student's steps from the same noise; run
+    to step k, it is that sampler's x_t at step k."""
+    from playground.diffusion.samplers import iter_sample
+
+    torch.manual_seed(0)
+    network = model_fn(build_unet(PRESETS["tiny"], seed=0).eval())
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    x_T = torch.randn(2, 3, 8, 8)
+    steps = list(iter_sample(network, make_sampler("ddpm", schedule, 4, prediction_type="v_prediction",
+                                                   clip_sample=1.0), x_T, torch.Generator().manual_seed(5)))
+    for stop in (2, 4):
+        rolled = ancestral_rollout(network, schedule, x_T, 4, stop, "v_prediction", torch.Generator().manual_seed(5),
+                                   1.0)
+        expected = steps[stop].x_t if stop < 4 else steps[-1].prev_sample
+        torch.testing.assert_close(rolled, expected)
 
 
 @pytest.mark.slow
@@ -100,6 +171,42 @@ def test_distill_cli_runs_its_rounds_resumes_and_writes_a_diffusers_student(tmp_
     for bad, sentence in ((["--rounds", "8,3"], "halves the steps"), (["--rounds", "x"], "whole numbers")):
         assert main(args[:3] + bad + args[5:]) == 2
         assert sentence in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_distill_cli_matches_a_finished_student_resumes_and_records_it(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from playground.cli import main
+
+    teacher = make_tiny_prompt_checkpoint(tmp_path / "teacher")
+    first = tmp_path / "first"
+    assert main(["distill", "--teacher", str(teacher), "--rounds", "2", "--steps-per-round", "2", "--batch-size", "4",
+                 "--preview-every", "2", "--out", str(first)]) == 0
+    out = tmp_path / "matched"
+    args = ["distill", "--teacher", str(teacher), "--from-student", str(first / "checkpoint"), "--match-steps", "3",
+            "--batch-size", "4", "--preview-every", "3", "--out", str(out)]
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "distribution matching: the 2-step student" in printed and "round:" not in printed  # no rounds run
+    info = json.loads((out / "checkpoint" / "playground.json").read_text())
+    assert info["distilled"]["matched"]["steps"] == 3 and info["distilled"]["student_steps"] == 2
+    assert info["distilled"]["rounds"] == [2]  # the student's own rounds, not the command's default
+    assert "distribution matching" in (out / "checkpoint" / "README.md").read_text()
+    stage = out / "rounds" / "002-steps-matched" / "checkpoint" / "training" / "state.safetensors"
+    assert any(key.startswith("fake/model.") for key in load_file(str(stage)))  # the fake network resumes too
+    student, before = load_checkpoint(out / "checkpoint"), load_checkpoint(first / "checkpoint")
+    moved = [not torch.equal(a, b) for a, b in zip(student.unet.parameters(), before.unet.parameters(), strict=True)]
+    assert any(moved)
+    longer = args[:6] + ["5"] + args[7:]
+    assert main(longer) == 0  # resumed: 2 more steps from the saved 3
+    assert json.loads((out / "checkpoint" / "playground.json").read_text())["steps"] == 5
+    assert main(args[:5] + args[7:]) == 2
+    assert "give --match-steps too" in capsys.readouterr().err
+    assert main(["distill", "--teacher", str(teacher), "--from-student", str(teacher), "--match-steps", "2",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "not a distilled student" in capsys.readouterr().err
 
 
 def test_the_halving_view_starts_each_step_on_the_teachers_own_path(tmp_path):

@@ -246,6 +246,14 @@ def add_distill_parser(commands) -> None:
     distill.add_argument("--word-focus", type=float, default=0.5,
                          help="share of each batch drawn word first: a word two or more names share, captioned alone "
                               "(default 0.5)")
+    distill.add_argument("--match-steps", type=int, default=0,
+                         help="then refine the last student this many steps by distribution matching against the "
+                              "guided teacher (DMD; default 0: none)")
+    distill.add_argument("--match-lr", type=float, default=4e-5, help="the student's lr while matching")
+    distill.add_argument("--fake-lr", type=float, default=1e-4,
+                         help="while matching, the lr of the network that follows the student's pictures")
+    distill.add_argument("--from-student", help="a finished student (a checkpoint folder): skip the rounds and only "
+                                                "match it (needs --match-steps)")
     distill.add_argument("--preview-every", type=int, default=250)
     distill.add_argument("--seed", type=int, default=0)
     _add_run_arguments(distill, "the run folder (rounds/N-steps/ each, then checkpoint/)")

@@ -466,7 +466,9 @@ def run_distill(args: argparse.Namespace) -> int:
     config = DistillConfig(steps=args.steps_per_round, batch_size=args.batch_size, lr=args.lr,
                            guidance_min=args.guidance_min, guidance_max=args.guidance_max,
                            prompt_dropout=args.prompt_dropout, word_dropout=args.word_dropout,
-                           word_focus=args.word_focus, seed=args.seed)
+                           word_focus=args.word_focus, seed=args.seed, fake_lr=args.fake_lr)
+    if args.match_steps < 0 or args.match_lr <= 0 or args.fake_lr <= 0:
+        raise ValueError("--match-steps must be 0 or more, --match-lr and --fake-lr above 0.")
     if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1
             and config.lr > 0 and 0 <= config.prompt_dropout < 1 and 0 <= config.word_dropout < 1
             and 0 <= config.word_focus < 1):
@@ -479,6 +481,19 @@ def run_distill(args: argparse.Namespace) -> int:
     if teacher.vocabulary is None:
         raise ValueError(f"{teacher.name!r} takes no prompts: distil a prompt model, such as emoji32-prompts.")
     check_rounds(rounds, teacher.schedule.num_timesteps)
+    from_student = None
+    if args.from_student:
+        from_student = Path(args.from_student)
+        if not args.match_steps:
+            raise ValueError("--from-student only skips the rounds before distribution matching: give --match-steps "
+                             "too.")
+        try:
+            student = load_checkpoint(from_student)
+        except CheckpointError as error:
+            raise ValueError(str(error)) from None
+        if student.unet.guidance is None or student.vocabulary is None:
+            raise ValueError(f"{student.name!r} is not a distilled student (it takes no guidance scale): give the "
+                             "folder `distill` wrote.")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -489,14 +504,18 @@ def run_distill(args: argparse.Namespace) -> int:
     if teacher.is_latent:
         dataset = encode_dataset(teacher.autoencoder, dataset)
     spec = DistillSpec(Path(args.teacher), rounds, config, args.preview_every, args.checkpoint_every or 600.0,
-                       info={"command": _command(), "hardware": _hardware(device)})
+                       info={"command": _command(), "hardware": _hardware(device)}, match_steps=args.match_steps,
+                       match_lr=args.match_lr, from_student=from_student)
     bars = []
 
-    def on_round(steps: int, run) -> None:
+    def on_round(steps: int, run, matching: bool) -> None:
         if bars:
             bars.pop()[0].close()
-        print(f"round: a {steps}-step student from a {2 * steps}-step teacher, in {run.path}")
-        bar, on_event = _train_progress(config.steps)
+        if matching:
+            print(f"distribution matching: the {steps}-step student against the guided teacher, in {run.path}")
+        else:
+            print(f"round: a {steps}-step student from a {2 * steps}-step teacher, in {run.path}")
+        bar, on_event = _train_progress(args.match_steps if matching else config.steps)
         bars.append((bar, on_event))
 
     with stop_on_interrupt() as should_stop:

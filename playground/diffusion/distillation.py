@@ -11,6 +11,10 @@ sigma = sqrt(1 - abar):
 
 (for t'' past the last step, the clean picture: x~ = x_t''). The student's grid is every other point of its
 teacher's, both DDIM's trailing spacing, so the rounds nest: 8 -> 4 uses the 8-step grid's points 0, 2, 4, 6.
+
+A student so made inherits DDIM's hold on the prompt, weaker than many-step DDPM's. Distribution matching (Yin et al.
+2024, "One-step Diffusion with Distribution Matching Distillation", and DMD2's backward simulation) then refines it
+against the guided teacher's distribution rather than its path: :func:`match`.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from dataclasses import dataclass
 import torch
 
 from playground.diffusion.forward import add_noise, randn
-from playground.diffusion.samplers import PredictionType, spaced_timesteps
+from playground.diffusion.samplers import PredictionType, make_sampler, spaced_timesteps
 from playground.diffusion.schedules import NoiseSchedule
-from playground.diffusion.training import TrainState, optimizer_step, scheduled_lr
+from playground.diffusion.training import TrainState, diffusion_loss, optimizer_step, scheduled_lr
 
 # (x_t (B, ...), t (B,)) -> the network's output (eps, v or x_0), the prompt and guidance scale already bound
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -109,6 +113,7 @@ class DistillConfig:
     word_dropout: float = 0.5
     word_focus: float = 0.5  # share of each batch drawn word first (training.draw_word_first): one-word prompts
     seed: int = 0
+    fake_lr: float = 1e-4  # distribution matching only: the fake network's (constant) learning rate
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -116,6 +121,16 @@ class DistillConfig:
 
 StudentFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # x, t, words, w
 TeacherFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # the same, guided
+
+
+def bind(network: StudentFn, words: torch.Tensor, guidance: torch.Tensor) -> Denoiser:
+    """``network`` with each example's prompt and guidance scale bound: a :data:`Denoiser` of (x_t, t)."""
+    return lambda x_t, t: network(x_t, t, words, guidance)
+
+
+def draw_guidance(config: DistillConfig, count: int, generator: torch.Generator) -> torch.Tensor:
+    """Each example's guidance scale, uniform in [guidance_min, guidance_max] (count,)."""
+    return config.guidance_min + (config.guidance_max - config.guidance_min) * torch.rand(count, generator=generator)
 
 
 def distillation_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule, x0: torch.Tensor,
@@ -130,7 +145,7 @@ def distillation_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSch
     t, t_mid, t_next = (torch.tensor(levels, device=x0.device)[index.to(x0.device)] for levels in (grid, mids, nexts))
     x_t = add_noise(schedule, x0, randn(x0.shape, generator, x0), t)
     with torch.no_grad():
-        target_x0 = two_step_target(schedule, lambda x, tt: teacher(x, tt, words, guidance), x_t, t, t_mid, t_next,
+        target_x0 = two_step_target(schedule, bind(teacher, words, guidance), x_t, t, t_mid, t_next,
                                     prediction_type, clip)
     target = _target_output(schedule, target_x0, x_t, t, prediction_type)
     return (student(x_t, t, words, guidance).float() - target.float()).pow(2).flatten(1).mean(1).mean()
@@ -162,10 +177,89 @@ def distill(state: TrainState, student: StudentFn, teacher: TeacherFn, schedule:
         lr = scheduled_lr(state, config)
         x0, words = draw(state.generator)
         x0, words = x0.to(device), words.to(device)
-        span = config.guidance_max - config.guidance_min
-        guidance = (config.guidance_min + span * torch.rand(len(x0), generator=state.generator)).to(device)
+        guidance = draw_guidance(config, len(x0), state.generator).to(device)
         loss = distillation_loss(student, teacher, schedule, x0, words, guidance, config, state.generator,
                                  prediction_type, clip)
         optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
+    return state
+
+
+def distribution_matching_loss(x0: torch.Tensor, real: Denoiser, fake: Denoiser, schedule: NoiseSchedule,
+                               prediction_type: PredictionType, generator: torch.Generator,
+                               clip: float | None = None, t_range: tuple[float, float] = (0.02, 0.98)
+                               ) -> torch.Tensor:
+    """Distribution matching (Yin et al. 2024, "One-step Diffusion with Distribution Matching Distillation", eq. 7
+    and their normaliser): the generator's pictures ``x0`` (with grad) are noised to a random level t, and each
+    moves along the difference of two x_0 guesses there, the ``fake`` network's (trained on the generator's own
+    pictures, so its score is theirs) minus the ``real`` one's (the guided teacher: the distribution to match):
+
+        grad = (x0_fake - x0_real) / mean|x0 - x0_real|,   loss = 0.5 || x0 - sg(x0 - grad) ||^2 (its mean)
+
+    so d loss / d x0 is grad over the number of elements: the KL gradient of eq. 7, each example's step scaled to
+    its own distance from the real guess. Nothing flows into either network."""
+    batch = x0.shape[0]
+    low, high = (int(share * schedule.num_timesteps) for share in t_range)
+    t = torch.randint(low, high, (batch,), generator=generator).to(x0.device)
+    with torch.no_grad():
+        x_t = add_noise(schedule, x0.detach(), randn(x0.shape, generator, x0), t)
+        real_x0 = predicted_x0(schedule, real(x_t, t), x_t, t, prediction_type, clip)
+        fake_x0 = predicted_x0(schedule, fake(x_t, t), x_t, t, prediction_type, clip)
+        scale = (x0.detach() - real_x0).abs().flatten(1).mean(1).clamp(min=1e-5)
+        grad = (fake_x0 - real_x0) / scale.view(-1, *([1] * (x0.ndim - 1)))
+    return 0.5 * (x0.float() - (x0.detach() - grad).float()).pow(2).mean()
+
+
+def ancestral_rollout(student: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int, stop: int,
+                      prediction_type: PredictionType, generator: torch.Generator, clip: float | None = None
+                      ) -> torch.Tensor:
+    """The student's own ancestral (DDPM) sampling on its ``steps`` trailing-spaced levels, from pure noise ``x_T``
+    up to (not through) the ``stop``-th step, without gradients: the x_t where distribution matching trains a
+    multistep student (DMD2's backward simulation, Yin et al. 2024b), so it learns each step on what its own
+    sampling feeds it. ``stop`` = 0 is x_T itself; ``stop`` = ``steps`` is a finished sample."""
+    sampler = make_sampler("ddpm", schedule, steps, prediction_type=prediction_type, clip_sample=clip)
+    x = x_T
+    with torch.no_grad():
+        for t in sampler.timesteps[:stop]:
+            x = sampler.step(student(x, torch.full((x.shape[0],), t, device=x.device)), t, x, generator).prev_sample
+    return x
+
+
+def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: StudentFn, teacher: TeacherFn,
+          schedule: NoiseSchedule, draw_words: Callable[[torch.Generator], torch.Tensor], shape: tuple[int, ...],
+          config: DistillConfig, prediction_type: PredictionType, clip: float | None = None,
+          callback: Callable | None = None, should_stop: Callable[[], bool] = lambda: False) -> TrainState:
+    """Distribution matching for a multistep student (DMD, Yin et al. 2024, with DMD2's backward simulation): until
+    config.steps or ``should_stop()``, each step draws prompts (``draw_words(generator)``: (B, L) word ids) and
+    guidance scales, runs the student's own DDPM sampling (:func:`ancestral_rollout`) to a random one of its
+    ``config.student_steps`` steps, and moves its x_0 guess there by :func:`distribution_matching_loss` against the
+    guided ``teacher``. First the ``fake`` network (``fake_state.model``, same inputs) learns that guess as data with
+    the plain diffusion loss at ``config.fake_lr``, so its score keeps following the student's pictures. ``shape``:
+    one picture's (C, H, W). The student's lr schedule and EMA are diffusion.training's."""
+    model = state.model.train()
+    fake_state.model.train()
+    device = next(model.parameters()).device
+    levels = spaced_timesteps(schedule.num_timesteps, config.student_steps, "trailing")
+    while state.step < config.steps and not should_stop():
+        started = time.perf_counter()
+        lr = scheduled_lr(state, config)
+        words = draw_words(state.generator).to(device)
+        guidance = draw_guidance(config, len(words), state.generator).to(device)
+        stop = int(torch.randint(0, config.student_steps, (1,), generator=state.generator))
+        x_T = randn((len(words), *shape), state.generator, torch.empty(0, device=device))
+        x_t = ancestral_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
+                                prediction_type, state.generator, clip)
+        t = torch.full((len(words),), levels[stop], device=device)
+        x0 = predicted_x0(schedule, student(x_t, t, words, guidance), x_t, t, prediction_type)
+        pictures = x0.detach() if clip is None else x0.detach().clamp(-clip, clip)
+        for group in fake_state.optimizer.param_groups:
+            group["lr"] = config.fake_lr
+        fake_loss = diffusion_loss(bind(fake, words, guidance), schedule, pictures, state.generator,
+                                   prediction_type)
+        optimizer_step(fake_state, fake_loss, config, config.fake_lr, started, None)
+        loss = distribution_matching_loss(x0, bind(teacher, words, guidance), bind(fake, words, guidance), schedule,
+                                          prediction_type, state.generator, clip)
+        optimizer_step(state, loss, config, lr, started, callback)
+    model.eval()
+    fake_state.model.eval()
     return state

@@ -2,12 +2,18 @@
 
     RUN/rounds/016-steps/   a run folder per round (checkpoint/, samples/, log.csv), the student of that many steps
     RUN/rounds/008-steps/   ...each round's student starts from the one before, and is its teacher's half
+    RUN/rounds/004-steps-matched/   with --match-steps: the last student refined by distribution matching
     RUN/checkpoint -> the last round's checkpoint folder, as every other run has it (copied when it finishes)
 
 The first round's teacher is the prompt model itself with classifier-free guidance (two network calls a step), at
 twice the first round's steps; the student it teaches takes the guidance scale as an input (one call a step). Every
 later round's teacher is the round before's student. Each round resumes where it stopped; a finished round is
 skipped. Data: the emoji set the teacher learned, with its names as captions (word and prompt dropout).
+
+Progressive rounds teach the student the teacher's deterministic DDIM path, and with it DDIM's weaker hold on the
+prompt. The distribution-matching stage (diffusion.distillation.match) then trains the student on its own ancestral
+samples against the guided teacher's score, with a "fake" network (starting as the prompt model) that follows the
+student's pictures; ``from_student`` starts that stage from a finished student instead of running the rounds.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from playground.checkpoints import (
 )
 from playground.data.augment import augmenter
 from playground.data.dataset import Dataset
-from playground.diffusion.distillation import DistillConfig, distill
+from playground.diffusion.distillation import DistillConfig, distill, match
 from playground.diffusion.guidance import classifier_free_guidance
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, draw_examples, new_train_state
 from playground.models import PromptedUNet, count_parameters
@@ -83,6 +89,9 @@ class DistillSpec:
     preview_every: int = 250
     checkpoint_every_s: float = 600.0
     info: dict = field(default_factory=dict)
+    match_steps: int = 0  # distribution matching after the rounds (0: none), at match_lr
+    match_lr: float = 4e-5
+    from_student: Path | None = None  # a finished student: skip the rounds, only match it
 
 
 @dataclass
@@ -99,6 +108,7 @@ class _Round:
     clock: CheckpointClock
     wall_before: float = 0.0
     on_event: Callable[[TrainEvent], None] | None = None
+    fake: TrainState | None = None  # distribution matching's fake network, saved beside the student to resume
     started: float = field(default_factory=time.perf_counter)
 
     def on_step(self, event: TrainEvent, state: TrainState) -> None:
@@ -129,12 +139,17 @@ class _Round:
     def save(self) -> None:
         state, config, teacher = self.state, self.config, self.teacher
         tensors, meta = state.to_tensors()
+        if self.fake is not None:
+            fake_tensors, meta["fake"] = self.fake.to_tensors()
+            tensors.update({f"fake/{key}": value for key, value in fake_tensors.items()})
         losses = state.losses
         info = {**{k: v for k, v in read_info(self.spec.teacher).items() if k in ("model", "data")},
                 "training": config.to_dict(), "parameters": count_parameters(state.model), "steps": state.step,
                 "distilled": {"teacher": self.spec.teacher.name, "student_steps": config.student_steps,
                               "rounds": self.spec.rounds, "guidance_range": [config.guidance_min,
-                                                                             config.guidance_max]},
+                                                                             config.guidance_max],
+                              **({"matched": {"steps": config.steps, "lr": config.lr, "fake_lr": config.fake_lr}}
+                                 if self.fake is not None else {})},
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
                 "loss_history_full": losses, **self.spec.info}
@@ -191,19 +206,69 @@ def distill_round(run: RunFolder, spec: DistillSpec, student_steps: int, start_f
     return state.step >= config.steps
 
 
+def match_round(run: RunFolder, spec: DistillSpec, start_from: Path, dataset: Dataset, on_event=None,
+                should_stop: Callable[[], bool] = lambda: False, device="cpu") -> bool:
+    """Train (or continue) the distribution-matching stage: the student in ``start_from`` against the guided prompt
+    model ``spec.teacher``, the fake network starting as that prompt model. True when it finished its steps."""
+    start = read_info(start_from).get("distilled", {})
+    config = replace(spec.config, steps=spec.match_steps, lr=spec.match_lr, student_steps=start["student_steps"])
+    spec = replace(spec, rounds=start.get("rounds", spec.rounds))
+    teacher = load_checkpoint(spec.teacher, device)
+    student = load_checkpoint(start_from, device)
+    state, wall_before = _round_state(run, student, config)
+    fake = new_train_state(teacher.unet.with_guidance().train(), config)
+    saved = load_training_state(run.checkpoint)
+    if saved is not None:
+        tensors, meta = saved
+        fake_tensors = {key[len("fake/"):]: value for key, value in tensors.items() if key.startswith("fake/")}
+        fake.load_tensors(fake_tensors, meta["fake"], fake.model.state_dict(), [])
+    if state.step >= config.steps:
+        return True
+    run.samples.mkdir(parents=True, exist_ok=True)
+    progress = _Round(run, spec, config, teacher, state, dataset, run.open_log(),
+                      CheckpointClock(spec.checkpoint_every_s), wall_before, on_event, fake)
+    words = teacher.unet.vocabulary.batch(list(dataset.captions), drop_unknown=True)
+    draw_config = TrainConfig(batch_size=config.batch_size, word_dropout=config.word_dropout,
+                              prompt_dropout=config.prompt_dropout, word_focus=config.word_focus)
+
+    def draw_words(generator: torch.Generator) -> torch.Tensor:
+        return draw_examples(dataset.images, generator, draw_config, words=words)[1]
+
+    clip = None if teacher.is_latent else 1.0
+    try:
+        match(state, fake, student_call(state.model), student_call(fake.model), guided_teacher(teacher.unet),
+              teacher.schedule, draw_words, tuple(dataset.images.shape[1:]), config, teacher.prediction_type, clip,
+              progress.on_step, should_stop)
+    finally:
+        progress.log.close()
+        progress.save()
+    return state.step >= config.steps
+
+
 def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_round=None, on_event=None,
                 should_stop: Callable[[], bool] = lambda: False, device="cpu") -> Path:
-    """Every round in turn (a finished one skipped, a stopped one resumed); the last student's checkpoint is copied
-    to RUN/checkpoint. Returns that folder (or the stopped round's)."""
+    """Every round in turn (a finished one skipped, a stopped one resumed), then distribution matching when
+    ``spec.match_steps``; the last student's checkpoint is copied to RUN/checkpoint. Returns that folder (or the
+    stopped stage's). ``on_round(student_steps, run, matching)`` hears of each stage as it starts."""
     run = RunFolder(Path(run_dir))
     start_from = spec.teacher
-    for student_steps in spec.rounds:
+    for student_steps in ([] if spec.from_student else spec.rounds):
         round_run = run.round(student_steps)
         if on_round is not None:
-            on_round(student_steps, round_run)
+            on_round(student_steps, round_run, False)
         if not distill_round(round_run, spec, student_steps, start_from, dataset, on_event, should_stop, device):
             return round_run.checkpoint
         start_from = round_run.checkpoint
+    if spec.from_student:
+        start_from = spec.from_student
+    if spec.match_steps:
+        student_steps = read_info(start_from)["distilled"]["student_steps"]
+        stage = run.matching(student_steps)
+        if on_round is not None:
+            on_round(student_steps, stage, True)
+        if not match_round(stage, spec, start_from, dataset, on_event, should_stop, device):
+            return stage.checkpoint
+        start_from = stage.checkpoint
     if run.checkpoint.exists():
         shutil.rmtree(run.checkpoint)
     shutil.copytree(start_from, run.checkpoint, ignore=shutil.ignore_patterns("training"))
@@ -227,9 +292,13 @@ def distilled_card(title: str, info: dict) -> str:
         f"`python -m playground sample --checkpoint FOLDER --prompt cat --sampler ddpm --steps "
         f"{distilled.get('student_steps')}` (the default), and the empty prompt with DDIM (η = 0), whose pictures "
         "cover more of the data.", "",
-        f"- Rounds (the students' steps): {distilled.get('rounds')}; this one's {info.get('steps')} steps of batch "
-        f"{training.get('batch_size')}, AdamW lr {training.get('lr')}, EMA up to {training.get('ema_max_decay')}",
+        f"- Rounds (the students' steps): {distilled.get('rounds')}; the last stage's {info.get('steps')} steps of "
+        f"batch {training.get('batch_size')}, AdamW lr {training.get('lr')}, EMA up to {training.get('ema_max_decay')}",
         f"- Guidance scales learned: {distilled.get('guidance_range')} (drawn uniformly per example)",
+        *([f"- Then distribution matching (Yin et al. 2024, DMD, with DMD2's backward simulation): "
+           f"{matched['steps']} steps at lr {matched['lr']} against the guided teacher, its fake network at lr "
+           f"{matched['fake_lr']}; the student learned on its own DDPM samples"]
+          if (matched := distilled.get("matched")) else []),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
     ]
     if info.get("command"):

@@ -9,6 +9,7 @@
     RUN/photos.npz       fine-tuning runs: the training crops, as the model sees them, (N, R, R, C) uint8
     RUN/prior.npz        fine-tuning runs: the base model's own samples for prior preservation, if any
     RUN/rounds/N-steps/  distillation runs: each round's run folder (its student takes N steps)
+    RUN/rounds/N-steps-matched/  ...and the distribution-matching stage after them
 
 A session's runs live in SESSION/runs/ (services.workdir gives the session's folder). Reading a run needs no
 training code, so the model catalog can list a session's models without loading the training stack.
@@ -74,6 +75,10 @@ class RunFolder:
     def round(self, student_steps: int) -> RunFolder:
         """A distillation's round, a run folder of its own: RUN/rounds/008-steps/."""
         return RunFolder(self.path / "rounds" / f"{student_steps:03d}-steps")
+
+    def matching(self, student_steps: int) -> RunFolder:
+        """A distillation's distribution-matching stage, after its rounds: RUN/rounds/004-steps-matched/."""
+        return RunFolder(self.path / "rounds" / f"{student_steps:03d}-steps-matched")
 
     def has_model(self) -> bool:
         return (self.checkpoint / "model_index.json").is_file()
