@@ -442,6 +442,26 @@ def _report_finetune(run) -> None:
               f"“{subject.class_word}” from the base before it")
 
 
+def _student_to_match(args: argparse.Namespace):
+    """distill --from-student: the finished student's folder (a Path), checked; None without it."""
+    from pathlib import Path
+
+    from playground.checkpoints import CheckpointError, load_checkpoint
+
+    if not args.from_student:
+        return None
+    if not args.match_steps:
+        raise ValueError("--from-student only skips the rounds before distribution matching: give --match-steps too.")
+    try:
+        student = load_checkpoint(args.from_student)
+    except CheckpointError as error:
+        raise ValueError(str(error)) from None
+    if student.unet.guidance is None or student.vocabulary is None:
+        raise ValueError(f"{student.name!r} is not a distilled student (it takes no guidance scale): give the folder "
+                         "`distill` wrote.")
+    return Path(args.from_student)
+
+
 def run_distill(args: argparse.Namespace) -> int:
     """distill: every round of progressive distillation in turn, each resumable, then the last student's folder."""
     import dataclasses
@@ -481,19 +501,7 @@ def run_distill(args: argparse.Namespace) -> int:
     if teacher.vocabulary is None:
         raise ValueError(f"{teacher.name!r} takes no prompts: distil a prompt model, such as emoji32-prompts.")
     check_rounds(rounds, teacher.schedule.num_timesteps)
-    from_student = None
-    if args.from_student:
-        from_student = Path(args.from_student)
-        if not args.match_steps:
-            raise ValueError("--from-student only skips the rounds before distribution matching: give --match-steps "
-                             "too.")
-        try:
-            student = load_checkpoint(from_student)
-        except CheckpointError as error:
-            raise ValueError(str(error)) from None
-        if student.unet.guidance is None or student.vocabulary is None:
-            raise ValueError(f"{student.name!r} is not a distilled student (it takes no guidance scale): give the "
-                             "folder `distill` wrote.")
+    from_student = _student_to_match(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

@@ -88,8 +88,10 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
     label = model_label_for(name, request) if name else "This model"
     box, slider, note = prompt_widgets(checkpoint, label)
     if student:
+        matched = (" Then distribution matching trained it on its own pictures to draw what its guided teacher "
+                   "draws, not only to follow its path." if student.get("matched") else "")
         note += (f"\n\n*A distilled student: it takes in one DDIM step what its teacher took in two, and the guidance "
-                 f"scale is an input, so each step is one network call. It was distilled for "
+                 f"scale is an input, so each step is one network call.{matched} It was distilled for "
                  f"{student['student_steps']} steps; try 1, 2, 4 or 8. It starts on DDPM, whose fresh noise at every "
                  "step lets guidance steer again; without a prompt, DDIM's pictures cover more of the emoji.*")
     elif prompted:
@@ -125,6 +127,9 @@ def halving_view(name: str | None, prompt: str, guidance: float, seed: int, step
             f"a step) takes two DDIM steps to {end} and the student one (one call). They land {view.distance:.3f} "
             f"apart (RMS), where the two steps moved {view.start_distance:.3f}. Distillation trained the student "
             f"round by round to make that gap small; its model card says what the training cost.")
+    if distilled(checkpoint).get("matched"):
+        note += (" Distribution matching then trained it to draw what its guided teacher draws rather than to land "
+                 "where its steps land, which follows the prompt more often and widens this gap.")
     measured = measured_fidelity(checkpoint)
     return gallery, note, fidelity_figure(measured) if measured else None
 
