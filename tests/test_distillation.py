@@ -173,6 +173,35 @@ def test_distill_cli_runs_its_rounds_resumes_and_writes_a_diffusers_student(tmp_
         assert sentence in capsys.readouterr().err
 
 
+def test_matching_moves_prompted_examples_and_keeps_the_progressive_target_for_the_empty_prompt(tmp_path,
+                                                                                                 monkeypatch):
+    from playground.diffusion import distillation
+    from playground.diffusion.training import new_train_state
+    from playground.services.distillation import guided_teacher, student_call
+
+    teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
+    config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5)
+    state = new_train_state(teacher.unet.with_guidance(), config)
+    fake = new_train_state(teacher.unet.with_guidance(), config)
+    words = teacher.vocabulary.batch(["cat", "", "red heart", "", "dog"])
+    seen = {}
+    for name in ("distribution_matching_loss", "distillation_loss"):
+        original = getattr(distillation, name)
+
+        def spy(*args, name=name, original=original, **kwargs):
+            seen[name] = args[0] if name == "distribution_matching_loss" else args[4]  # its pictures / word ids
+            return original(*args, **kwargs)
+        monkeypatch.setattr(distillation, name, spy)
+    before = [p.detach().clone() for p in state.model.parameters()]
+    distillation.match(state, fake, student_call(state.model), student_call(fake.model), guided_teacher(teacher.unet),
+                       teacher.schedule, lambda generator: (torch.randn(5, 3, 8, 8, generator=generator), words),
+                       config, teacher.prediction_type, 1.0)
+    assert len(seen["distribution_matching_loss"]) == 3  # "cat", "red heart", "dog"
+    assert seen["distillation_loss"].eq(0).all() and len(seen["distillation_loss"]) == 2  # the two empty prompts
+    assert state.step == fake.step == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, state.model.parameters(), strict=True))
+
+
 @pytest.mark.slow
 def test_distill_cli_matches_a_finished_student_resumes_and_records_it(tmp_path, capsys):
     from safetensors.torch import load_file

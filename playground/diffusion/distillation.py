@@ -226,16 +226,21 @@ def ancestral_rollout(student: Denoiser, schedule: NoiseSchedule, x_T: torch.Ten
 
 
 def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: StudentFn, teacher: TeacherFn,
-          schedule: NoiseSchedule, draw_words: Callable[[torch.Generator], torch.Tensor], shape: tuple[int, ...],
+          schedule: NoiseSchedule, draw: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
           config: DistillConfig, prediction_type: PredictionType, clip: float | None = None,
           callback: Callable | None = None, should_stop: Callable[[], bool] = lambda: False) -> TrainState:
     """Distribution matching for a multistep student (DMD, Yin et al. 2024, with DMD2's backward simulation): until
-    config.steps or ``should_stop()``, each step draws prompts (``draw_words(generator)``: (B, L) word ids) and
-    guidance scales, runs the student's own DDPM sampling (:func:`ancestral_rollout`) to a random one of its
-    ``config.student_steps`` steps, and moves its x_0 guess there by :func:`distribution_matching_loss` against the
-    guided ``teacher``. First the ``fake`` network (``fake_state.model``, same inputs) learns that guess as data with
-    the plain diffusion loss at ``config.fake_lr``, so its score keeps following the student's pictures. ``shape``:
-    one picture's (C, H, W). The student's lr schedule and EMA are diffusion.training's."""
+    config.steps or ``should_stop()``, each step draws a batch (``draw(generator)``: pictures and their (B, L) word
+    ids) and guidance scales, runs the student's own DDPM sampling (:func:`ancestral_rollout`) to a random one of its
+    ``config.student_steps`` steps, and moves its x_0 guesses there for the prompted examples by
+    :func:`distribution_matching_loss` against the guided ``teacher``. First the ``fake`` network
+    (``fake_state.model``, same inputs) learns those guesses as data with the plain diffusion loss at
+    ``config.fake_lr``, so its score keeps following the student's pictures.
+
+    The empty prompt's examples keep progressive distillation's target instead (:func:`distillation_loss`, the
+    teacher's two DDIM steps on the grid twice as fine): matching is mode-seeking, and without a prompt to follow it
+    narrowed the pictures (bench/prompt_fidelity.py's coverage). The student's lr schedule and EMA are
+    diffusion.training's."""
     model = state.model.train()
     fake_state.model.train()
     device = next(model.parameters()).device
@@ -243,10 +248,10 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
     while state.step < config.steps and not should_stop():
         started = time.perf_counter()
         lr = scheduled_lr(state, config)
-        words = draw_words(state.generator).to(device)
+        data, words = (tensor.to(device) for tensor in draw(state.generator))
         guidance = draw_guidance(config, len(words), state.generator).to(device)
         stop = int(torch.randint(0, config.student_steps, (1,), generator=state.generator))
-        x_T = randn((len(words), *shape), state.generator, torch.empty(0, device=device))
+        x_T = randn(data.shape, state.generator, data)
         x_t = ancestral_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
                                 prediction_type, state.generator, clip)
         t = torch.full((len(words),), levels[stop], device=device)
@@ -257,8 +262,18 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
         fake_loss = diffusion_loss(bind(fake, words, guidance), schedule, pictures, state.generator,
                                    prediction_type)
         optimizer_step(fake_state, fake_loss, config, config.fake_lr, started, None)
-        loss = distribution_matching_loss(x0, bind(teacher, words, guidance), bind(fake, words, guidance), schedule,
-                                          prediction_type, state.generator, clip)
+        prompted = words.ne(0).any(dim=1)
+        loss = torch.zeros((), device=device)
+        if prompted.any():
+            chosen = (words[prompted], guidance[prompted])
+            loss = loss + prompted.float().mean() * distribution_matching_loss(
+                x0[prompted], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
+                state.generator, clip)
+        if not prompted.all():
+            empty = ~prompted
+            loss = loss + empty.float().mean() * distillation_loss(
+                student, teacher, schedule, data[empty], words[empty], guidance[empty], config, state.generator,
+                prediction_type, clip)
         optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
     fake_state.model.eval()

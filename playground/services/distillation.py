@@ -172,6 +172,20 @@ def _round_state(run: RunFolder, teacher: Checkpoint, config: DistillConfig) -> 
     return state, float(info.get("wall_time_s", 0.0))
 
 
+def _examples(teacher: Checkpoint, dataset: Dataset, config: DistillConfig) -> Callable:
+    """draw(generator) -> a batch of (pictures, word ids): the names' words the teacher knows, with the recipe's
+    word and prompt dropout and word focus (a pixel model's pictures also flipped at random)."""
+    words = teacher.unet.vocabulary.batch(list(dataset.captions), drop_unknown=True)
+    draw_config = TrainConfig(batch_size=config.batch_size, word_dropout=config.word_dropout,
+                              prompt_dropout=config.prompt_dropout, word_focus=config.word_focus,
+                              hflip=not teacher.is_latent)
+    augment = augmenter(draw_config)
+
+    def draw(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return draw_examples(dataset.images, generator, draw_config, augment=augment, words=words)
+    return draw
+
+
 def distill_round(run: RunFolder, spec: DistillSpec, student_steps: int, start_from: Path, dataset: Dataset,
                   on_event=None, should_stop: Callable[[], bool] = lambda: False, device="cpu") -> bool:
     """Train (or continue) one round; True when it finished its steps (False: stopped)."""
@@ -187,19 +201,10 @@ def distill_round(run: RunFolder, spec: DistillSpec, student_steps: int, start_f
     run.samples.mkdir(parents=True, exist_ok=True)
     progress = _Round(run, spec, config, teacher, state, dataset, run.open_log(),
                       CheckpointClock(spec.checkpoint_every_s), wall_before, on_event)
-    words = teacher.unet.vocabulary.batch(list(dataset.captions), drop_unknown=True)  # the names' words it knows
-    draw_config = TrainConfig(batch_size=config.batch_size, word_dropout=config.word_dropout,
-                              prompt_dropout=config.prompt_dropout, word_focus=config.word_focus,
-                              hflip=not teacher.is_latent)
-    augment = augmenter(draw_config)
-
-    def draw(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return draw_examples(dataset.images, generator, draw_config, augment=augment, words=words)
-
     clip = None if teacher.is_latent else 1.0
     try:
-        distill(state, student_call(state.model), teacher_fn, teacher.schedule, draw, config,
-                teacher.prediction_type, clip, progress.on_step, should_stop)
+        distill(state, student_call(state.model), teacher_fn, teacher.schedule, _examples(teacher, dataset, config),
+                config, teacher.prediction_type, clip, progress.on_step, should_stop)
     finally:
         progress.log.close()
         progress.save()
@@ -227,17 +232,10 @@ def match_round(run: RunFolder, spec: DistillSpec, start_from: Path, dataset: Da
     run.samples.mkdir(parents=True, exist_ok=True)
     progress = _Round(run, spec, config, teacher, state, dataset, run.open_log(),
                       CheckpointClock(spec.checkpoint_every_s), wall_before, on_event, fake)
-    words = teacher.unet.vocabulary.batch(list(dataset.captions), drop_unknown=True)
-    draw_config = TrainConfig(batch_size=config.batch_size, word_dropout=config.word_dropout,
-                              prompt_dropout=config.prompt_dropout, word_focus=config.word_focus)
-
-    def draw_words(generator: torch.Generator) -> torch.Tensor:
-        return draw_examples(dataset.images, generator, draw_config, words=words)[1]
-
     clip = None if teacher.is_latent else 1.0
     try:
         match(state, fake, student_call(state.model), student_call(fake.model), guided_teacher(teacher.unet),
-              teacher.schedule, draw_words, tuple(dataset.images.shape[1:]), config, teacher.prediction_type, clip,
+              teacher.schedule, _examples(teacher, dataset, config), config, teacher.prediction_type, clip,
               progress.on_step, should_stop)
     finally:
         progress.log.close()
