@@ -6,10 +6,12 @@
 
 For each word: ``count`` samples of the prompt (by default as the app samples a prompt with this model: DDPM 200, a
 distilled student DDPM on its steps; seed 0), and the share whose nearest training emoji (pixel distance,
-services.sample_quality.word_fidelity) has the word in its name, beside the share of emoji names that have it (what a
-model that ignores the prompt would score). Then the empty prompt against the base: density and coverage (random-CNN
-features, services.sample_quality) of 512 samples each, drawn as the app draws the empty prompt (DPM-Solver++ 25, a
-student DDIM on its steps), against the emoji set at the size each draws (64 px for a latent model).
+services.sample_quality.word_fidelity) has the word in its name, beside the share of emoji names that have it (what
+a model that ignores the prompt would score), and their spread (services.sample_quality.spread: how different a
+word's samples are from each other; a model that draws one picture per word scores 0). Then the empty prompt
+against the base: density and coverage (random-CNN features, services.sample_quality) of 512 samples each, drawn as
+the app draws the empty prompt (DPM-Solver++ 25, a student DDIM on its steps), against the emoji set at the size
+each draws (64 px for a latent model).
 
 ``--by-timestep``: instead, where in the noise the word matters. Every training picture whose name has one of the
 words, noised at a ladder of timesteps (4 noise draws each), and how much giving the model its word (rather than the
@@ -39,6 +41,7 @@ from playground.services.sample_quality import (  # noqa: E402
     chance_fidelity,
     density_coverage,
     features,
+    spread,
     word_fidelity,
 )
 
@@ -71,8 +74,8 @@ def main() -> None:
     if args.by_timestep:
         return word_gain_by_timestep(checkpoint, args.words.split(","), data, emoji.names)
     started = time.perf_counter()
-    scores, chances = [], []
-    print(f"{'word':>8}  follows  chance   ({args.count} samples each, {args.sampler} {args.steps} steps, "
+    scores, chances, spreads = [], [], []
+    print(f"{'word':>8}  follows  chance  spread   ({args.count} samples each, {args.sampler} {args.steps} steps, "
           f"guidance {args.guidance:g})")
     for word in args.words.split(","):
         if word not in checkpoint.vocabulary.index:
@@ -83,10 +86,12 @@ def main() -> None:
         score, chance = word_fidelity(samples, word, data, emoji.names), chance_fidelity(word, emoji.names)
         scores.append(score)
         chances.append(chance)
-        print(f"{word:>8}  {score:6.0%}  {chance:6.1%}")
+        spreads.append(spread(samples))
+        print(f"{word:>8}  {score:6.0%}  {chance:6.1%}  {spreads[-1]:6.3f}")
     majority = sum(score > 0.5 for score in scores)
     print(f"mean {sum(scores) / len(scores):.0%} (chance {sum(chances) / len(chances):.1%}); most samples follow the "
-          f"word for {majority} of {len(scores)} words; {time.perf_counter() - started:.0f} s")
+          f"word for {majority} of {len(scores)} words; spread within a word {sum(spreads) / len(spreads):.3f}; "
+          f"{time.perf_counter() - started:.0f} s")
 
     if args.quality_count < 64:
         return

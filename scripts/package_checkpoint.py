@@ -96,9 +96,10 @@ def main() -> None:
         card = card.replace("Samples (DPM-Solver++, 25 steps, seed 1234):", grid_note)
     if args.earlier:
         history = "\n".join(args.earlier)
-        card = card.replace("Trained with exactly:\n\n```bash\n",
-                            f"Trained with exactly these, in order (each warm-starts from the one before):\n\n"
-                            f"```bash\n{history}\n")
+        for verb in ("Trained", "Distilled"):
+            card = card.replace(f"{verb} with exactly:\n\n```bash\n",
+                                f"{verb} with exactly these, in order (each starts from the one before):\n\n"
+                                f"```bash\n{history}\n")
     if args.status:
         card = card.replace("\n\n", f"\n\n**Status:** {args.status}\n\n", 1)
     (tmp / "README.md").write_text(card)

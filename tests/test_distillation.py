@@ -257,3 +257,15 @@ def test_the_halving_view_starts_each_step_on_the_teachers_own_path(tmp_path):
     torch.testing.assert_close(last.x_t, first.teacher_next)
     with pytest.raises(ValueError, match="choose a step from 1 to 2"):
         halving(student, teacher, "cat", 4.0, step=3)
+
+
+def test_spread_is_the_mean_rms_distance_between_a_prompts_samples():
+    from playground.services.sample_quality import spread
+
+    one = torch.rand(3, 8, 8) * 2 - 1
+    assert spread(one.expand(5, 3, 8, 8)) == pytest.approx(0.0, abs=1e-6)  # one picture, drawn five times
+    pair = torch.stack([torch.ones(3, 8, 8), -torch.ones(3, 8, 8)])
+    assert spread(pair) == pytest.approx(2.0)
+    x = torch.randn(6, 3, 4, 4)
+    by_hand = [float((x[i] - x[j]).pow(2).mean().sqrt()) for i in range(6) for j in range(6) if i != j]
+    assert spread(x) == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)

@@ -294,7 +294,8 @@ def distilled_card(title: str, info: dict) -> str:
         f"batch {training.get('batch_size')}, AdamW lr {training.get('lr')}, EMA up to {training.get('ema_max_decay')}",
         f"- Guidance scales learned: {distilled.get('guidance_range')} (drawn uniformly per example)",
         *([f"- Then distribution matching (Yin et al. 2024, DMD, with DMD2's backward simulation): "
-           f"{matched['steps']} steps at lr {matched['lr']} against the guided teacher, its fake network at lr "
+           f"{info.get('steps')} steps (of {matched['steps']} planned) at lr {matched['lr']} against the guided "
+           f"teacher, its fake network at lr "
            f"{matched['fake_lr']}; the student learned on its own DDPM samples"]
           if (matched := distilled.get("matched")) else []),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
