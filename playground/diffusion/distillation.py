@@ -245,6 +245,8 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
     fake_state.model.train()
     device = next(model.parameters()).device
     levels = spaced_timesteps(schedule.num_timesteps, config.student_steps, "trailing")
+    for group in fake_state.optimizer.param_groups:  # constant, whatever a resumed optimizer last had
+        group["lr"] = config.fake_lr
     while state.step < config.steps and not should_stop():
         started = time.perf_counter()
         lr = scheduled_lr(state, config)
@@ -257,8 +259,6 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
         t = torch.full((len(words),), levels[stop], device=device)
         x0 = predicted_x0(schedule, student(x_t, t, words, guidance), x_t, t, prediction_type)
         pictures = x0.detach() if clip is None else x0.detach().clamp(-clip, clip)
-        for group in fake_state.optimizer.param_groups:
-            group["lr"] = config.fake_lr
         fake_loss = diffusion_loss(bind(fake, words, guidance), schedule, pictures, state.generator,
                                    prediction_type)
         optimizer_step(fake_state, fake_loss, config, config.fake_lr, started, None)
