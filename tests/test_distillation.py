@@ -15,7 +15,9 @@ from playground.diffusion import NoiseSchedule, make_sampler
 from playground.diffusion.distillation import (
     ancestral_rollout,
     distribution_matching_loss,
+    multi_step_target,
     student_grid,
+    teacher_paths,
     two_step_target,
 )
 from playground.diffusion.guidance import classifier_free_guidance
@@ -47,6 +49,30 @@ def test_the_target_is_the_x0_whose_one_step_lands_where_two_teacher_steps_do(pr
             single = make_sampler("ddim", schedule, student_steps, prediction_type="sample")
             landed = single.step(target, t, x_t).prev_sample
             torch.testing.assert_close(landed, second.prev_sample, atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("substeps", [3, 4])
+def test_the_target_of_k_teacher_steps_is_the_x0_whose_one_step_lands_where_they_do(substeps):
+    torch.manual_seed(0)
+    teacher = build_unet(PRESETS["tiny"], seed=0).eval()
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    paths = teacher_paths(1000, 2, substeps)
+    fine = make_sampler("ddim", schedule, 2 * substeps, prediction_type="v_prediction")
+    assert [path[:-1] for path in paths] == [fine.timesteps[:substeps], fine.timesteps[substeps:]]
+    assert paths[0][-1] == paths[1][0] and paths[1][-1] == -1  # each student step ends where the next begins
+    grid, mids = student_grid(1000, 2)
+    assert teacher_paths(1000, 2) == [[grid[0], mids[0], grid[1]], [grid[1], mids[1], -1]]  # k = 2: progressive
+    network = model_fn(teacher)
+    single = make_sampler("ddim", schedule, 2, prediction_type="sample")
+    with torch.no_grad():
+        for path in paths:
+            x_t = torch.randn(3, 3, 8, 8)
+            x = x_t
+            for t in path[:-1]:  # the teacher's own sampler, k steps
+                x = fine.step(network(x, torch.full((3,), t)), t, x).prev_sample
+            target = multi_step_target(schedule, network, x_t, [torch.full((3,), t) for t in path], "v_prediction")
+            landed = single.step(target, path[0], x_t).prev_sample
+            torch.testing.assert_close(landed, x, atol=2e-4, rtol=1e-4)
 
 
 def gaussian_denoiser(schedule: NoiseSchedule, mean: torch.Tensor, std: torch.Tensor):
@@ -180,7 +206,7 @@ def test_matching_moves_prompted_examples_and_keeps_the_progressive_target_for_t
     from playground.services.distillation import guided_teacher, student_call
 
     teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
-    config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5)
+    config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5, fake_warmup=2, empty_substeps=4)
     state = new_train_state(teacher.unet.with_guidance(), config)
     fake = new_train_state(teacher.unet.with_guidance(), config)
     words = teacher.vocabulary.batch(["cat", "", "red heart", "", "dog"])
@@ -190,6 +216,7 @@ def test_matching_moves_prompted_examples_and_keeps_the_progressive_target_for_t
 
         def spy(*args, name=name, original=original, **kwargs):
             seen[name] = args[0] if name == "distribution_matching_loss" else args[4]  # its pictures / word ids
+            seen["substeps"] = args[10] if name == "distillation_loss" else seen.get("substeps")
             return original(*args, **kwargs)
         monkeypatch.setattr(distillation, name, spy)
     before = [p.detach().clone() for p in state.model.parameters()]
@@ -198,7 +225,8 @@ def test_matching_moves_prompted_examples_and_keeps_the_progressive_target_for_t
                        config, teacher.prediction_type, 1.0)
     assert len(seen["distribution_matching_loss"]) == 3  # "cat", "red heart", "dog"
     assert seen["distillation_loss"].eq(0).all() and len(seen["distillation_loss"]) == 2  # the two empty prompts
-    assert state.step == fake.step == 1
+    assert seen["substeps"] == 4  # the teacher's finer path for the empty prompt
+    assert (state.step, fake.step) == (1, 3)  # the fresh fake learned alone for two steps first
     assert any(not torch.equal(a, b) for a, b in zip(before, state.model.parameters(), strict=True))
 
 

@@ -252,6 +252,11 @@ def add_distill_parser(commands) -> None:
     distill.add_argument("--match-lr", type=float, default=4e-5, help="the student's lr while matching")
     distill.add_argument("--fake-lr", type=float, default=1e-4,
                          help="while matching, the lr of the network that follows the student's pictures")
+    distill.add_argument("--fake-warmup", type=int, default=0,
+                         help="while matching, steps a fresh fake network learns alone first (default 0)")
+    distill.add_argument("--empty-substeps", type=int, default=2,
+                         help="while matching, the teacher's DDIM steps across each student step in the empty "
+                              "prompt's target (default 2, progressive distillation's)")
     distill.add_argument("--from-student", help="a finished student (a checkpoint folder): skip the rounds and only "
                                                 "match it (needs --match-steps)")
     distill.add_argument("--preview-every", type=int, default=250)

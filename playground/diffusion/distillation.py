@@ -10,7 +10,8 @@ sigma = sqrt(1 - abar):
     x~ = (x_t'' - (sigma_t'' / sigma_t) x_t) / (alpha_t'' - (sigma_t'' / sigma_t) alpha_t)
 
 (for t'' past the last step, the clean picture: x~ = x_t''). The student's grid is every other point of its
-teacher's, both DDIM's trailing spacing, so the rounds nest: 8 -> 4 uses the 8-step grid's points 0, 2, 4, 6.
+teacher's, both DDIM's trailing spacing, so the rounds nest: 8 -> 4 uses the 8-step grid's points 0, 2, 4, 6. The
+same inversion holds for any number of teacher steps across one of the student's (:func:`multi_step_target`).
 
 A student so made inherits DDIM's hold on the prompt, weaker than many-step DDPM's. Distribution matching (Yin et al.
 2024, "One-step Diffusion with Distribution Matching Distillation", and DMD2's backward simulation) then refines it
@@ -20,8 +21,9 @@ against the guided teacher's distribution rather than its path: :func:`match`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 
@@ -66,20 +68,38 @@ def predicted_x0(schedule: NoiseSchedule, output: torch.Tensor, x_t: torch.Tenso
     return x0.clamp(-clip, clip) if clip is not None else x0
 
 
+def multi_step_target(schedule: NoiseSchedule, teacher: Denoiser, x_t: torch.Tensor,
+                      path: Sequence[torch.Tensor], prediction_type: PredictionType,
+                      clip: float | None = None) -> torch.Tensor:
+    """The student's x_0 target at (x_t, path[0]): the teacher's DDIM steps along ``path`` (levels, each (B,), from
+    the student's t through the teacher's intermediate levels to the student's next level t_n), inverted to the x_0
+    whose one DDIM step t -> t_n lands where the teacher did (Salimans & Ho 2022, Algorithm 2, for any number of
+    teacher steps): x_0 = (x_n - (sigma_n / sigma_t) x_t) / (alpha_n - (sigma_n / sigma_t) alpha_t). ``clip``: clamp
+    the teacher's x_0 as the app's DDIM does (pixels live in [-1, 1]; None for latents)."""
+    x = x_t
+    for level, following in pairwise(path):
+        x0 = predicted_x0(schedule, teacher(x, level), x, level, prediction_type, clip)
+        x = ddim_jump(schedule, x, x0, level, following)
+    alpha_t, sigma_t = alpha_sigma(schedule, path[0], x_t)
+    alpha_n, sigma_n = alpha_sigma(schedule, path[-1], x_t)
+    ratio = sigma_n / sigma_t  # 0 for the last step, where the target is the teacher's last x itself
+    return (x - ratio * x_t) / (alpha_n - ratio * alpha_t)
+
+
 def two_step_target(schedule: NoiseSchedule, teacher: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
                     t_mid: torch.Tensor, t_next: torch.Tensor, prediction_type: PredictionType,
                     clip: float | None = None) -> torch.Tensor:
-    """The student's x_0 target at (x_t, t): the teacher's two DDIM steps t -> t_mid -> t_next (each (B,)),
-    inverted to the x_0 of one step t -> t_next (Salimans & Ho 2022, Algorithm 2). ``clip``: clamp the teacher's
-    x_0 as the app's DDIM does (pixels live in [-1, 1]; None for latents)."""
-    x0 = predicted_x0(schedule, teacher(x_t, t), x_t, t, prediction_type, clip)
-    x_mid = ddim_jump(schedule, x_t, x0, t, t_mid)
-    x0_mid = predicted_x0(schedule, teacher(x_mid, t_mid), x_mid, t_mid, prediction_type, clip)
-    x_next = ddim_jump(schedule, x_mid, x0_mid, t_mid, t_next)
-    alpha_t, sigma_t = alpha_sigma(schedule, t, x_t)
-    alpha_n, sigma_n = alpha_sigma(schedule, t_next, x_t)
-    ratio = sigma_n / sigma_t  # 0 for the last step, where the target is x_next itself
-    return (x_next - ratio * x_t) / (alpha_n - ratio * alpha_t)
+    """Progressive distillation's target: :func:`multi_step_target` of the teacher's two DDIM steps
+    t -> t_mid -> t_next (each (B,))."""
+    return multi_step_target(schedule, teacher, x_t, (t, t_mid, t_next), prediction_type, clip)
+
+
+def teacher_paths(num_train_timesteps: int, student_steps: int, substeps: int = 2) -> list[list[int]]:
+    """For each of the student's steps (trailing spacing, noisiest first), the teacher's levels across it when the
+    teacher walks ``substeps`` times as many trailing-spaced steps: from the student's level to its next (-1 after
+    the last: the clean picture). The grids nest, so path[0] is the student's own level."""
+    teacher = spaced_timesteps(num_train_timesteps, substeps * student_steps, "trailing") + [-1]
+    return [teacher[i * substeps:(i + 1) * substeps + 1] for i in range(student_steps)]
 
 
 def student_grid(num_train_timesteps: int, student_steps: int) -> tuple[list[int], list[int]]:
@@ -87,11 +107,6 @@ def student_grid(num_train_timesteps: int, student_steps: int) -> tuple[list[int
     teacher walks 2N trailing-spaced steps, the student every other one of them."""
     teacher = spaced_timesteps(num_train_timesteps, 2 * student_steps, "trailing")
     return teacher[::2], teacher[1::2]
-
-
-def next_level(grid: list[int], index: int) -> int:
-    """The level after the grid's ``index``-th step (-1 after the last: the clean picture)."""
-    return grid[index + 1] if index + 1 < len(grid) else -1
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,9 @@ class DistillConfig:
     word_focus: float = 0.5  # share of each batch drawn word first (training.draw_word_first): one-word prompts
     seed: int = 0
     fake_lr: float = 1e-4  # distribution matching only: the fake network's (constant) learning rate
+    fake_warmup: int = 0  # distribution matching only: steps the fake network learns alone before the student moves
+    empty_substeps: int = 2  # distribution matching only: teacher DDIM steps per student step in the empty prompt's
+    # target (2: progressive distillation's; more follow the teacher's finer, wider-covering path)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -135,20 +153,19 @@ def draw_guidance(config: DistillConfig, count: int, generator: torch.Generator)
 
 def distillation_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule, x0: torch.Tensor,
                       words: torch.Tensor, guidance: torch.Tensor, config: DistillConfig, generator: torch.Generator,
-                      prediction_type: PredictionType, clip: float | None) -> torch.Tensor:
-    """One batch: each example noised to a random step of the student's grid, the teacher's two-step target there,
-    and the student's output against it in its own prediction type (for v: the v that target implies, which weighs
-    the x_0 error by SNR + 1, Salimans & Ho's choice)."""
-    grid, mids = student_grid(schedule.num_timesteps, config.student_steps)
-    nexts = [next_level(grid, i) for i in range(len(grid))]
-    index = torch.randint(0, len(grid), (x0.shape[0],), generator=generator)
-    t, t_mid, t_next = (torch.tensor(levels, device=x0.device)[index.to(x0.device)] for levels in (grid, mids, nexts))
-    x_t = add_noise(schedule, x0, randn(x0.shape, generator, x0), t)
+                      prediction_type: PredictionType, clip: float | None, substeps: int = 2) -> torch.Tensor:
+    """One batch: each example noised to a random step of the student's grid, the teacher's target there (its
+    ``substeps`` DDIM steps across the student's one: 2 in progressive distillation), and the student's output
+    against it in its own prediction type (for v: the v that target implies, which weighs the x_0 error by SNR + 1,
+    Salimans & Ho's choice)."""
+    paths = torch.tensor(teacher_paths(schedule.num_timesteps, config.student_steps, substeps), device=x0.device)
+    index = torch.randint(0, len(paths), (x0.shape[0],), generator=generator)
+    path = paths[index.to(x0.device)].T  # (substeps + 1, B): each example's levels, its own t first
+    x_t = add_noise(schedule, x0, randn(x0.shape, generator, x0), path[0])
     with torch.no_grad():
-        target_x0 = two_step_target(schedule, bind(teacher, words, guidance), x_t, t, t_mid, t_next,
-                                    prediction_type, clip)
-    target = _target_output(schedule, target_x0, x_t, t, prediction_type)
-    return (student(x_t, t, words, guidance).float() - target.float()).pow(2).flatten(1).mean(1).mean()
+        target_x0 = multi_step_target(schedule, bind(teacher, words, guidance), x_t, list(path), prediction_type, clip)
+    target = _target_output(schedule, target_x0, x_t, path[0], prediction_type)
+    return (student(x_t, path[0], words, guidance).float() - target.float()).pow(2).flatten(1).mean(1).mean()
 
 
 def _target_output(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
@@ -237,10 +254,13 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
     (``fake_state.model``, same inputs) learns those guesses as data with the plain diffusion loss at
     ``config.fake_lr``, so its score keeps following the student's pictures.
 
-    The empty prompt's examples keep progressive distillation's target instead (:func:`distillation_loss`, the
-    teacher's two DDIM steps on the grid twice as fine): matching is mode-seeking, and without a prompt to follow it
-    narrowed the pictures (bench/prompt_fidelity.py's coverage). The student's lr schedule and EMA are
-    diffusion.training's."""
+    A fresh fake network (it starts as the teacher) first learns alone for ``config.fake_warmup`` of its steps.
+
+    The empty prompt's examples keep a regression target instead (:func:`distillation_loss`, the teacher's
+    ``config.empty_substeps`` DDIM steps across each of the student's): matching is mode-seeking, and without a
+    prompt to follow it narrowed the pictures (bench/prompt_fidelity.py's coverage); the teacher's DDIM on twice the
+    student's steps covers less of the data than on four times as many (bench/prompt_fidelity.py's coverage again).
+    The student's lr schedule and EMA are diffusion.training's."""
     model = state.model.train()
     fake_state.model.train()
     device = next(model.parameters()).device
@@ -262,6 +282,8 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
         fake_loss = diffusion_loss(bind(fake, words, guidance), schedule, pictures, state.generator,
                                    prediction_type)
         optimizer_step(fake_state, fake_loss, config, config.fake_lr, started, None)
+        if fake_state.step <= config.fake_warmup:  # a fresh fake follows the student's pictures before it steers them
+            continue
         prompted = words.ne(0).any(dim=1)
         loss = torch.zeros((), device=device)
         if prompted.any():
@@ -273,7 +295,7 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
             empty = ~prompted
             loss = loss + empty.float().mean() * distillation_loss(
                 student, teacher, schedule, data[empty], words[empty], guidance[empty], config, state.generator,
-                prediction_type, clip)
+                prediction_type, clip, config.empty_substeps)
         optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
     fake_state.model.eval()

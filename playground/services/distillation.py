@@ -148,7 +148,9 @@ class _Round:
                 "distilled": {"teacher": self.spec.teacher.name, "student_steps": config.student_steps,
                               "rounds": self.spec.rounds, "guidance_range": [config.guidance_min,
                                                                              config.guidance_max],
-                              **({"matched": {"steps": config.steps, "lr": config.lr, "fake_lr": config.fake_lr}}
+                              **({"matched": {"steps": config.steps, "lr": config.lr, "fake_lr": config.fake_lr,
+                                              "fake_warmup": config.fake_warmup,
+                                              "empty_substeps": config.empty_substeps}}
                                  if self.fake is not None else {})},
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
@@ -273,6 +275,10 @@ def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_rou
     return run.checkpoint
 
 
+def _warmup(matched: dict) -> str:
+    return f" (alone for its first {matched['fake_warmup']} steps)" if matched.get("fake_warmup") else ""
+
+
 def distilled_card(title: str, info: dict) -> str:
     """The model card of a distilled student."""
     distilled, training = info.get("distilled", {}), info.get("training", {})
@@ -296,7 +302,8 @@ def distilled_card(title: str, info: dict) -> str:
         *([f"- Then distribution matching (Yin et al. 2024, DMD, with DMD2's backward simulation): "
            f"{info.get('steps')} steps (of {matched['steps']} planned) at lr {matched['lr']} against the guided "
            f"teacher, its fake network at lr "
-           f"{matched['fake_lr']}; the student learned on its own DDPM samples"]
+           f"{matched['fake_lr']}{_warmup(matched)}; the student learned on its own DDPM samples, the empty prompt "
+           f"by regression on the teacher's {matched.get('empty_substeps', 2)} DDIM steps across each of its own"]
           if (matched := distilled.get("matched")) else []),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
     ]
