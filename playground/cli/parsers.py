@@ -257,6 +257,10 @@ def add_distill_parser(commands) -> None:
     distill.add_argument("--empty-substeps", type=int, default=2,
                          help="while matching, the teacher's DDIM steps across each student step in the empty "
                               "prompt's target (default 2, progressive distillation's)")
+    distill.add_argument("--empty-weight", type=float, default=1.0,
+                         help="while matching, the weight of the empty prompt's regression loss (default 1)")
+    distill.add_argument("--fake-updates", type=int, default=1,
+                         help="while matching, the fake network's steps for each of the student's (default 1)")
     distill.add_argument("--from-student", help="a finished student (a checkpoint folder): skip the rounds and only "
                                                 "match it (needs --match-steps)")
     distill.add_argument("--preview-every", type=int, default=250)

@@ -132,6 +132,8 @@ class DistillConfig:
     fake_warmup: int = 0  # distribution matching only: steps the fake network learns alone before the student moves
     empty_substeps: int = 2  # distribution matching only: teacher DDIM steps per student step in the empty prompt's
     # target (2: progressive distillation's; more follow the teacher's finer, wider-covering path)
+    empty_weight: float = 1.0  # distribution matching only: the empty prompt's regression loss, times its share
+    fake_updates: int = 1  # distribution matching only: the fake network's steps per student step (DMD2's TTUR)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -254,13 +256,14 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
     (``fake_state.model``, same inputs) learns those guesses as data with the plain diffusion loss at
     ``config.fake_lr``, so its score keeps following the student's pictures.
 
-    A fresh fake network (it starts as the teacher) first learns alone for ``config.fake_warmup`` of its steps.
+    A fresh fake network (it starts as the teacher) first learns alone for ``config.fake_warmup`` of its steps, and
+    it takes ``config.fake_updates`` steps for each of the student's (DMD2's two time-scale rule).
 
     The empty prompt's examples keep a regression target instead (:func:`distillation_loss`, the teacher's
-    ``config.empty_substeps`` DDIM steps across each of the student's): matching is mode-seeking, and without a
-    prompt to follow it narrowed the pictures (bench/prompt_fidelity.py's coverage); the teacher's DDIM on twice the
-    student's steps covers less of the data than on four times as many (bench/prompt_fidelity.py's coverage again).
-    The student's lr schedule and EMA are diffusion.training's."""
+    ``config.empty_substeps`` DDIM steps across each of the student's, weighed by ``config.empty_weight``):
+    matching is mode-seeking, and without a prompt to follow it narrowed the pictures (bench/prompt_fidelity.py's
+    coverage); the teacher's DDIM on twice the student's steps covers less of the data than on four times as many
+    (the same bench). The student's lr schedule and EMA are diffusion.training's."""
     model = state.model.train()
     fake_state.model.train()
     device = next(model.parameters()).device
@@ -279,9 +282,10 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
         t = torch.full((len(words),), levels[stop], device=device)
         x0 = predicted_x0(schedule, student(x_t, t, words, guidance), x_t, t, prediction_type)
         pictures = x0.detach() if clip is None else x0.detach().clamp(-clip, clip)
-        fake_loss = diffusion_loss(bind(fake, words, guidance), schedule, pictures, state.generator,
-                                   prediction_type)
-        optimizer_step(fake_state, fake_loss, config, config.fake_lr, started, None)
+        for _ in range(config.fake_updates):  # each on fresh noise and levels
+            fake_loss = diffusion_loss(bind(fake, words, guidance), schedule, pictures, state.generator,
+                                       prediction_type)
+            optimizer_step(fake_state, fake_loss, config, config.fake_lr, started, None)
         if fake_state.step <= config.fake_warmup:  # a fresh fake follows the student's pictures before it steers them
             continue
         prompted = words.ne(0).any(dim=1)
@@ -293,7 +297,7 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
                 state.generator, clip)
         if not prompted.all():
             empty = ~prompted
-            loss = loss + empty.float().mean() * distillation_loss(
+            loss = loss + config.empty_weight * empty.float().mean() * distillation_loss(
                 student, teacher, schedule, data[empty], words[empty], guidance[empty], config, state.generator,
                 prediction_type, clip, config.empty_substeps)
         optimizer_step(state, loss, config, lr, started, callback)

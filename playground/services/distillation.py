@@ -150,7 +150,9 @@ class _Round:
                                                                              config.guidance_max],
                               **({"matched": {"steps": config.steps, "lr": config.lr, "fake_lr": config.fake_lr,
                                               "fake_warmup": config.fake_warmup,
-                                              "empty_substeps": config.empty_substeps}}
+                                              "empty_substeps": config.empty_substeps,
+                                              "empty_weight": config.empty_weight,
+                                              "fake_updates": config.fake_updates}}
                                  if self.fake is not None else {})},
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
