@@ -206,7 +206,8 @@ def test_matching_moves_prompted_examples_and_keeps_the_progressive_target_for_t
     from playground.services.distillation import guided_teacher, student_call
 
     teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
-    config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5, fake_warmup=2, empty_substeps=4)
+    config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5, fake_warmup=2, empty_substeps=4,
+                                        fake_updates=2)
     state = new_train_state(teacher.unet.with_guidance(), config)
     fake = new_train_state(teacher.unet.with_guidance(), config)
     words = teacher.vocabulary.batch(["cat", "", "red heart", "", "dog"])
@@ -226,7 +227,7 @@ def test_matching_moves_prompted_examples_and_keeps_the_progressive_target_for_t
     assert len(seen["distribution_matching_loss"]) == 3  # "cat", "red heart", "dog"
     assert seen["distillation_loss"].eq(0).all() and len(seen["distillation_loss"]) == 2  # the two empty prompts
     assert seen["substeps"] == 4  # the teacher's finer path for the empty prompt
-    assert (state.step, fake.step) == (1, 3)  # the fresh fake learned alone for two steps first
+    assert (state.step, fake.step) == (1, 4)  # the fresh fake learned alone for two steps first, then two per step
     assert any(not torch.equal(a, b) for a, b in zip(before, state.model.parameters(), strict=True))
 
 
