@@ -298,3 +298,32 @@ def test_spread_is_the_mean_rms_distance_between_a_prompts_samples():
     x = torch.randn(6, 3, 4, 4)
     by_hand = [float((x[i] - x[j]).pow(2).mean().sqrt()) for i in range(6) for j in range(6) if i != j]
     assert spread(x) == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)
+
+
+def test_matching_weighs_the_empty_prompts_regression_by_empty_weight(tmp_path, monkeypatch):
+    from playground.diffusion import distillation
+    from playground.diffusion.training import new_train_state
+    from playground.services.distillation import guided_teacher, student_call
+
+    teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
+    words = teacher.vocabulary.batch(["", "", ""])
+    losses, current = {}, {}
+    original = distillation.optimizer_step
+
+    def spy(state, loss, *args, **kwargs):
+        if state is current["student"]:
+            losses[current["weight"]] = float(loss.detach())
+        return original(state, loss, *args, **kwargs)
+    monkeypatch.setattr(distillation, "optimizer_step", spy)
+    for weight in (1.0, 3.0):
+        config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=3, empty_weight=weight)
+        torch.manual_seed(0)
+        student_state = new_train_state(teacher.unet.with_guidance(), config)
+        current.update(student=student_state, weight=weight)
+        fake = new_train_state(teacher.unet.with_guidance(), config)
+        distillation.match(student_state, fake, student_call(student_state.model), student_call(fake.model),
+                           guided_teacher(teacher.unet), teacher.schedule,
+                           lambda generator: (torch.randn(3, 3, 8, 8, generator=generator), words),
+                           config, teacher.prediction_type, 1.0)
+    assert losses[1.0] > 0
+    assert losses[3.0] == pytest.approx(3 * losses[1.0], rel=1e-5)  # the same draws, the regression weighed 3x
