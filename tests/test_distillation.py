@@ -13,10 +13,12 @@ from diffusers import UNet2DModel
 from playground.checkpoints import load_checkpoint
 from playground.diffusion import NoiseSchedule, make_sampler
 from playground.diffusion.distillation import (
-    ancestral_rollout,
     distribution_matching_loss,
     multi_step_target,
+    on_policy_loss,
+    predicted_x0,
     student_grid,
+    student_rollout,
     teacher_paths,
     two_step_target,
 )
@@ -134,10 +136,51 @@ def test_the_backward_simulation_is_the_students_own_ddpm_sampling(tmp_path):
     steps = list(iter_sample(network, make_sampler("ddpm", schedule, 4, prediction_type="v_prediction",
                                                    clip_sample=1.0), x_T, torch.Generator().manual_seed(5)))
     for stop in (2, 4):
-        rolled = ancestral_rollout(network, schedule, x_T, 4, stop, "v_prediction", torch.Generator().manual_seed(5),
+        rolled = student_rollout(network, schedule, x_T, 4, stop, "v_prediction", torch.Generator().manual_seed(5),
                                    1.0)
         expected = steps[stop].x_t if stop < 4 else steps[-1].prev_sample
         torch.testing.assert_close(rolled, expected)
+
+
+def test_on_policy_regression_starts_where_the_students_own_ddim_sampling_went():
+    """The empty prompt's on-policy loss: x_t is the app's DDIM sampler's state after ``stop`` of the student's steps
+    from the same noise, the target the teacher's two DDIM steps from there, and for a v-predicting student the
+    squared v error equals the x_0 error over sigma_t^2 (v = alpha eps - sigma x_0). A teacher that is the student
+    itself, one step across one, leaves nothing to learn."""
+    from playground.diffusion.samplers import iter_sample
+
+    torch.manual_seed(0)
+    student_net = model_fn(build_unet(PRESETS["tiny"], seed=0).eval())
+    teacher_net = model_fn(build_unet(PRESETS["tiny"], seed=1).eval())
+    student = lambda x_t, t, words, w: student_net(x_t, t)  # noqa: E731
+    teacher = lambda x_t, t, words, w: teacher_net(x_t, t)  # noqa: E731
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    x_T, none = torch.randn(2, 3, 8, 8), torch.zeros(2, 1, dtype=torch.long)
+    config = distillation_config(student_steps=4)
+    ddim = list(iter_sample(student_net, make_sampler("ddim", schedule, 4, prediction_type="v_prediction",
+                                                      clip_sample=1.0), x_T, None))
+    grid, midpoints = student_grid(1000, 4)
+    levels = grid + [-1]
+    for stop in range(4):
+        x_t, t = ddim[stop].x_t, torch.full((2,), grid[stop])
+        with torch.no_grad():
+            loss = on_policy_loss(student, teacher, schedule, x_T, none, torch.ones(2), stop, config,
+                                  "v_prediction", 1.0)
+            target = two_step_target(schedule, teacher_net, x_t, t, torch.full((2,), midpoints[stop]),
+                                     torch.full((2,), levels[stop + 1]), "v_prediction", 1.0)
+            guess = predicted_x0(schedule, student_net(x_t, t), x_t, t, "v_prediction")
+            sigma2 = 1 - schedule.alphas_cumprod[grid[stop]]
+            expected = ((guess - target).pow(2).flatten(1).mean(1) / sigma2).mean()
+            itself = on_policy_loss(student, student, schedule, x_T, none, torch.ones(2), stop, config,
+                                    "v_prediction", None, substeps=1)
+        torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
+        assert loss > 1e-3 and itself < 1e-8 * loss, (stop, float(loss), float(itself))
+
+
+def distillation_config(**changes):
+    from playground.diffusion.distillation import DistillConfig
+
+    return DistillConfig(**changes)
 
 
 @pytest.mark.slow
@@ -229,6 +272,35 @@ def test_matching_moves_prompted_examples_and_keeps_the_progressive_target_for_t
     assert seen["substeps"] == 4  # the teacher's finer path for the empty prompt
     assert (state.step, fake.step) == (1, 4)  # the fresh fake learned alone for two steps first, then two per step
     assert any(not torch.equal(a, b) for a, b in zip(before, state.model.parameters(), strict=True))
+
+
+def test_matching_splits_the_empty_prompt_between_noised_pictures_and_the_students_own_states(tmp_path,
+                                                                                               monkeypatch):
+    from playground.diffusion import distillation
+    from playground.diffusion.training import new_train_state
+    from playground.services.distillation import guided_teacher, student_call
+
+    teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
+    words = teacher.vocabulary.batch(["", "cat", "", "", ""])
+    for share, split in ((0.0, (4, 0)), (0.5, (2, 2)), (1.0, (0, 4))):
+        config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5, empty_on_policy=share)
+        state = new_train_state(teacher.unet.with_guidance(), config)
+        fake = new_train_state(teacher.unet.with_guidance(), config)
+        seen = {"distillation_loss": 0, "on_policy_loss": 0}
+        for name in ("distillation_loss", "on_policy_loss"):
+            original = getattr(distillation, name)
+
+            def spy(*args, name=name, original=original, seen=seen, **kwargs):
+                assert args[4].eq(0).all()  # its word ids: only the empty prompt's
+                seen[name] = len(args[4])
+                return original(*args, **kwargs)
+            monkeypatch.setattr(distillation, name, spy)
+        distillation.match(state, fake, student_call(state.model), student_call(fake.model),
+                           guided_teacher(teacher.unet), teacher.schedule,
+                           lambda generator: (torch.randn(5, 3, 8, 8, generator=generator), words), config,
+                           teacher.prediction_type, 1.0)
+        monkeypatch.undo()
+        assert (seen["distillation_loss"], seen["on_policy_loss"]) == split, share
 
 
 @pytest.mark.slow

@@ -259,6 +259,9 @@ def add_distill_parser(commands) -> None:
                               "prompt's target (default 2, progressive distillation's)")
     distill.add_argument("--empty-weight", type=float, default=1.0,
                          help="while matching, the weight of the empty prompt's regression loss (default 1)")
+    distill.add_argument("--empty-on-policy", type=float, default=0.0,
+                         help="while matching, the share of the empty prompt's examples that regress where the "
+                              "student's own DDIM sampling went, not on noised pictures (default 0)")
     distill.add_argument("--fake-updates", type=int, default=1,
                          help="while matching, the fake network's steps for each of the student's (default 1)")
     distill.add_argument("--from-student", help="a finished student (a checkpoint folder): skip the rounds and only "

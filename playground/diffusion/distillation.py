@@ -134,6 +134,8 @@ class DistillConfig:
     # target (2: progressive distillation's; more follow the teacher's finer, wider-covering path)
     empty_weight: float = 1.0  # distribution matching only: the empty prompt's regression loss, times its share
     fake_updates: int = 1  # distribution matching only: the fake network's steps per student step (DMD2's TTUR)
+    empty_on_policy: float = 0.0  # distribution matching only: share of the empty prompt's examples that regress at
+    # the x_t the student's own DDIM sampling reached (:func:`on_policy_loss`) rather than at a picture noised
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -164,6 +166,25 @@ def distillation_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSch
     index = torch.randint(0, len(paths), (x0.shape[0],), generator=generator)
     path = paths[index.to(x0.device)].T  # (substeps + 1, B): each example's levels, its own t first
     x_t = add_noise(schedule, x0, randn(x0.shape, generator, x0), path[0])
+    with torch.no_grad():
+        target_x0 = multi_step_target(schedule, bind(teacher, words, guidance), x_t, list(path), prediction_type, clip)
+    target = _target_output(schedule, target_x0, x_t, path[0], prediction_type)
+    return (student(x_t, path[0], words, guidance).float() - target.float()).pow(2).flatten(1).mean(1).mean()
+
+
+def on_policy_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule, x_T: torch.Tensor,
+                   words: torch.Tensor, guidance: torch.Tensor, stop: int, config: DistillConfig,
+                   prediction_type: PredictionType, clip: float | None, substeps: int = 2) -> torch.Tensor:
+    """:func:`distillation_loss` where the student's sampling goes, not where the forward process puts a picture:
+    the student's own deterministic DDIM sampling from ``x_T`` to its ``stop``-th level (:func:`student_rollout`),
+    then the teacher's ``substeps`` DDIM steps from there as the target. Regression on noised pictures alone
+    teaches each step on x_t the student's earlier steps never quite reach; here it also learns the teacher's way
+    back from where they did (DAgger's on-policy states, Ross et al. 2011)."""
+    with torch.no_grad():
+        x_t = student_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
+                              prediction_type, None, clip, "ddim")
+    path = torch.tensor(teacher_paths(schedule.num_timesteps, config.student_steps, substeps)[stop], device=x_T.device)
+    path = path[:, None].expand(-1, x_T.shape[0])  # (substeps + 1, B)
     with torch.no_grad():
         target_x0 = multi_step_target(schedule, bind(teacher, words, guidance), x_t, list(path), prediction_type, clip)
     target = _target_output(schedule, target_x0, x_t, path[0], prediction_type)
@@ -229,14 +250,15 @@ def distribution_matching_loss(x0: torch.Tensor, real: Denoiser, fake: Denoiser,
     return 0.5 * (x0.float() - (x0.detach() - grad).float()).pow(2).mean()
 
 
-def ancestral_rollout(student: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int, stop: int,
-                      prediction_type: PredictionType, generator: torch.Generator, clip: float | None = None
-                      ) -> torch.Tensor:
-    """The student's own ancestral (DDPM) sampling on its ``steps`` trailing-spaced levels, from pure noise ``x_T``
-    up to (not through) the ``stop``-th step, without gradients: the x_t where distribution matching trains a
-    multistep student (DMD2's backward simulation, Yin et al. 2024b), so it learns each step on what its own
-    sampling feeds it. ``stop`` = 0 is x_T itself; ``stop`` = ``steps`` is a finished sample."""
-    sampler = make_sampler("ddpm", schedule, steps, prediction_type=prediction_type, clip_sample=clip)
+def student_rollout(student: Denoiser, schedule: NoiseSchedule, x_T: torch.Tensor, steps: int, stop: int,
+                    prediction_type: PredictionType, generator: torch.Generator | None, clip: float | None = None,
+                    sampler_name: str = "ddpm") -> torch.Tensor:
+    """The student's own sampling (ancestral DDPM unless ``sampler_name`` says otherwise) on its ``steps``
+    trailing-spaced levels, from pure noise ``x_T`` up to (not through) the ``stop``-th step, without gradients: the
+    x_t where distribution matching trains a multistep student (DMD2's backward simulation, Yin et al. 2024b), so it
+    learns each step on what its own sampling feeds it. ``stop`` = 0 is x_T itself; ``stop`` = ``steps`` is a
+    finished sample."""
+    sampler = make_sampler(sampler_name, schedule, steps, prediction_type=prediction_type, clip_sample=clip)
     x = x_T
     with torch.no_grad():
         for t in sampler.timesteps[:stop]:
@@ -250,7 +272,7 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
           callback: Callable | None = None, should_stop: Callable[[], bool] = lambda: False) -> TrainState:
     """Distribution matching for a multistep student (DMD, Yin et al. 2024, with DMD2's backward simulation): until
     config.steps or ``should_stop()``, each step draws a batch (``draw(generator)``: pictures and their (B, L) word
-    ids) and guidance scales, runs the student's own DDPM sampling (:func:`ancestral_rollout`) to a random one of its
+    ids) and guidance scales, runs the student's own DDPM sampling (:func:`student_rollout`) to a random one of its
     ``config.student_steps`` steps, and moves its x_0 guesses there for the prompted examples by
     :func:`distribution_matching_loss` against the guided ``teacher``. First the ``fake`` network
     (``fake_state.model``, same inputs) learns those guesses as data with the plain diffusion loss at
@@ -277,7 +299,7 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
         guidance = draw_guidance(config, len(words), state.generator).to(device)
         stop = int(torch.randint(0, config.student_steps, (1,), generator=state.generator))
         x_T = randn(data.shape, state.generator, data)
-        x_t = ancestral_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
+        x_t = student_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
                                 prediction_type, state.generator, clip)
         t = torch.full((len(words),), levels[stop], device=device)
         x0 = predicted_x0(schedule, student(x_t, t, words, guidance), x_t, t, prediction_type)
@@ -296,10 +318,17 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
                 x0[prompted], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
                 state.generator, clip)
         if not prompted.all():
-            empty = ~prompted
-            loss = loss + config.empty_weight * empty.float().mean() * distillation_loss(
-                student, teacher, schedule, data[empty], words[empty], guidance[empty], config, state.generator,
-                prediction_type, clip, config.empty_substeps)
+            empty = (~prompted).nonzero().squeeze(1)
+            own = round(config.empty_on_policy * len(empty))  # the first ``own`` regress where the student went
+            on, off = empty[:own], empty[own:]
+            if len(off):
+                loss = loss + config.empty_weight * len(off) / len(words) * distillation_loss(
+                    student, teacher, schedule, data[off], words[off], guidance[off], config, state.generator,
+                    prediction_type, clip, config.empty_substeps)
+            if len(on):
+                loss = loss + config.empty_weight * len(on) / len(words) * on_policy_loss(
+                    student, teacher, schedule, x_T[on], words[on], guidance[on], stop, config, prediction_type,
+                    clip, config.empty_substeps)
         optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
     fake_state.model.eval()

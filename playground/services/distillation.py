@@ -152,7 +152,8 @@ class _Round:
                                               "fake_warmup": config.fake_warmup,
                                               "empty_substeps": config.empty_substeps,
                                               "empty_weight": config.empty_weight,
-                                              "fake_updates": config.fake_updates}}
+                                              "fake_updates": config.fake_updates,
+                                              "empty_on_policy": config.empty_on_policy}}
                                  if self.fake is not None else {})},
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
@@ -277,6 +278,11 @@ def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_rou
     return run.checkpoint
 
 
+def _on_policy(matched: dict) -> str:
+    share = matched.get("empty_on_policy", 0)
+    return f", {share:.0%} of them from where its own DDIM sampling went" if share else ""
+
+
 def _warmup(matched: dict) -> str:
     return f" (alone for its first {matched['fake_warmup']} steps)" if matched.get("fake_warmup") else ""
 
@@ -305,7 +311,8 @@ def distilled_card(title: str, info: dict) -> str:
            f"{info.get('steps')} steps (of {matched['steps']} planned) at lr {matched['lr']} against the guided "
            f"teacher, its fake network at lr "
            f"{matched['fake_lr']}{_warmup(matched)}; the student learned on its own DDPM samples, the empty prompt "
-           f"by regression on the teacher's {matched.get('empty_substeps', 2)} DDIM steps across each of its own"]
+           f"by regression on the teacher's {matched.get('empty_substeps', 2)} DDIM steps across each of its own"
+           + _on_policy(matched)]
           if (matched := distilled.get("matched")) else []),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
     ]
