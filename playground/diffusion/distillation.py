@@ -135,7 +135,7 @@ class DistillConfig:
     empty_weight: float = 1.0  # distribution matching only: the empty prompt's regression loss, times its share
     fake_updates: int = 1  # distribution matching only: the fake network's steps per student step (DMD2's TTUR)
     empty_on_policy: float = 0.0  # distribution matching only: share of the empty prompt's examples that regress at
-    # the x_t the student's own DDIM sampling reached (:func:`on_policy_loss`) rather than at a picture noised
+    # the x_t the student's own DDIM sampling reached (:func:`on_policy_loss`) rather than at a noised picture
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -282,7 +282,8 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
     it takes ``config.fake_updates`` steps for each of the student's (DMD2's two time-scale rule).
 
     The empty prompt's examples keep a regression target instead (:func:`distillation_loss`, the teacher's
-    ``config.empty_substeps`` DDIM steps across each of the student's, weighed by ``config.empty_weight``):
+    ``config.empty_substeps`` DDIM steps across each of the student's, weighed by ``config.empty_weight``; a
+    ``config.empty_on_policy`` share of them from the student's own DDIM states, :func:`on_policy_loss`):
     matching is mode-seeking, and without a prompt to follow it narrowed the pictures (bench/prompt_fidelity.py's
     coverage); the teacher's DDIM on twice the student's steps covers less of the data than on four times as many
     (the same bench). The student's lr schedule and EMA are diffusion.training's."""
@@ -300,7 +301,7 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
         stop = int(torch.randint(0, config.student_steps, (1,), generator=state.generator))
         x_T = randn(data.shape, state.generator, data)
         x_t = student_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
-                                prediction_type, state.generator, clip)
+                              prediction_type, state.generator, clip)
         t = torch.full((len(words),), levels[stop], device=device)
         x0 = predicted_x0(schedule, student(x_t, t, words, guidance), x_t, t, prediction_type)
         pictures = x0.detach() if clip is None else x0.detach().clamp(-clip, clip)
