@@ -2,6 +2,7 @@
 
     python bench/prompt_fidelity.py [--checkpoint checkpoints/emoji32-prompts] [--base checkpoints/emoji32]
                                     [--guidance 5] [--count 16] [--words cat,heart,...] [--sampler ddpm --steps 50]
+                                    [--empty ddim:4,dpmpp:25] [--count 0: the empty prompt only]
     python bench/prompt_fidelity.py --by-timestep [--words dog,ball,...]
 
 For each word: ``count`` samples of the prompt (by default as the app samples a prompt with this model: DDPM 200, a
@@ -11,7 +12,8 @@ a model that ignores the prompt would score), and their spread (services.sample_
 word's samples are from each other; a model that draws one picture per word scores 0). Then the empty prompt
 against the base: density and coverage (random-CNN features, services.sample_quality) of 512 samples each, drawn as
 the app draws the empty prompt (DPM-Solver++ 25, a student DDIM on its steps), against the emoji set at the size
-each draws (64 px for a latent model).
+each draws (64 px for a latent model); ``--empty`` draws it with each listed sampler and steps instead, both models
+the same way (the teacher and its student on the same number of network calls).
 
 ``--by-timestep``: instead, where in the noise the word matters. Every training picture whose name has one of the
 words, noised at a ladder of timesteps (4 noise draws each), and how much giving the model its word (rather than the
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--quality-count", type=int, default=512)
+    parser.add_argument("--empty", help="the empty prompt's sampler:steps list, such as ddim:4,dpmpp:25 (default: "
+                                        "as the app draws it with each model)")
     parser.add_argument("--words", default=WORDS)
     parser.add_argument("--by-timestep", action="store_true",
                         help="measure how much the word cuts the x_0 error at each noise level, and stop")
@@ -73,6 +77,14 @@ def main() -> None:
     data = dataset_from_uint8("emoji", emoji.images).images
     if args.by_timestep:
         return word_gain_by_timestep(checkpoint, args.words.split(","), data, emoji.names)
+    if args.count > 0:
+        follow_words(checkpoint, args, data, emoji.names)
+    if args.quality_count >= 64:
+        empty_prompt_quality(args)
+
+
+def follow_words(checkpoint, args, data: torch.Tensor, names: list[str]) -> None:
+    """Print each word's fidelity, chance and spread, then their means."""
     started = time.perf_counter()
     scores, chances, spreads = [], [], []
     print(f"{'word':>8}  follows  chance  spread   ({args.count} samples each, {args.sampler} {args.steps} steps, "
@@ -83,7 +95,7 @@ def main() -> None:
             continue
         samples = final_images(checkpoint, args.sampler, args.steps, args.count, 0, prompt=word,
                                guidance=args.guidance)
-        score, chance = word_fidelity(samples, word, data, emoji.names), chance_fidelity(word, emoji.names)
+        score, chance = word_fidelity(samples, word, data, names), chance_fidelity(word, names)
         scores.append(score)
         chances.append(chance)
         spreads.append(spread(samples))
@@ -93,17 +105,21 @@ def main() -> None:
           f"word for {majority} of {len(scores)} words; spread within a word {sum(spreads) / len(spreads):.3f}; "
           f"{time.perf_counter() - started:.0f} s")
 
-    if args.quality_count < 64:
-        return
+
+def empty_prompt_quality(args) -> None:
+    """Print the density and coverage of the base's and this model's empty prompt, as the app draws each or with
+    each of ``args.empty``'s sampler:steps."""
     for name, folder in (("base, no prompt", args.base), ("this, empty prompt", args.checkpoint)):
         model = get_checkpoint(folder)  # each against the emoji at the size it draws
         real = features(dataset_from_uint8("emoji", emoji_subset(model.resolution).images).images)
-        sampler, steps = default_sampling("", model)  # as the app draws the empty prompt
-        samples = torch.cat([final_images(model, sampler, steps, 64, seed)
-                             for seed in range(args.quality_count // 64)])
-        density, coverage = density_coverage(real, features(samples))
-        print(f"{name:>20}: density {density:.2f}, coverage {coverage:.2f} ({len(samples)} samples, "
-              f"{model.resolution} px)")
+        settings = ([(sampler, int(steps)) for sampler, steps in (item.split(":") for item in args.empty.split(","))]
+                    if args.empty else [default_sampling("", model)])  # as the app draws the empty prompt
+        for sampler, steps in settings:
+            samples = torch.cat([final_images(model, sampler, steps, 64, seed)
+                                 for seed in range(args.quality_count // 64)])
+            density, coverage = density_coverage(real, features(samples))
+            print(f"{name:>20}: density {density:.3f}, coverage {coverage:.3f} ({len(samples)} samples, "
+                  f"{model.resolution} px, {sampler} {steps} steps)")
 
 
 def word_gain_by_timestep(checkpoint, words: list[str], data: torch.Tensor, names: list[str],
