@@ -329,14 +329,29 @@ def test_distill_cli_matches_a_finished_student_resumes_and_records_it(tmp_path,
     student, before = load_checkpoint(out / "checkpoint"), load_checkpoint(first / "checkpoint")
     moved = [not torch.equal(a, b) for a, b in zip(student.unet.parameters(), before.unet.parameters(), strict=True)]
     assert any(moved)
-    longer = args[:6] + ["5"] + args[7:]
+    longer = args[:6] + ["5"] + args[7:] + ["--empty-on-policy", "0.5"]
     assert main(longer) == 0  # resumed: 2 more steps from the saved 3
-    assert json.loads((out / "checkpoint" / "playground.json").read_text())["steps"] == 5
+    info = json.loads((out / "checkpoint" / "playground.json").read_text())
+    assert info["steps"] == 5 and info["distilled"]["matched"]["empty_on_policy"] == 0.5
+    assert "50% of them from where its own DDIM sampling went" in (out / "checkpoint" / "README.md").read_text()
     assert main(args[:5] + args[7:]) == 2
     assert "give --match-steps too" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(teacher), "--from-student", str(teacher), "--match-steps", "2",
                  "--out", str(tmp_path / "x")]) == 2
     assert "not a distilled student" in capsys.readouterr().err
+
+
+def test_distill_cli_refuses_matching_settings_out_of_range_in_a_sentence(tmp_path, capsys):
+    from playground.cli import main
+
+    for flag, value, sentence in (("--empty-on-policy", "1.5", "--empty-on-policy a share from 0 to 1"),
+                                  ("--fake-updates", "0", "--fake-updates 1 or more"),
+                                  ("--empty-substeps", "17", "--empty-substeps must be from 1 to 16")):
+        assert main(["distill", "--teacher", str(tmp_path / "none"), "--from-student", str(tmp_path / "none"),
+                     "--match-steps", "2", flag, value, "--out", str(tmp_path / "x")]) == 2
+        error = capsys.readouterr().err
+        assert sentence in error and "Traceback" not in error
+    assert not (tmp_path / "x").exists()  # refused before any work
 
 
 def test_the_halving_view_starts_each_step_on_the_teachers_own_path(tmp_path):
