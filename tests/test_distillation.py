@@ -13,6 +13,7 @@ from diffusers import UNet2DModel
 from playground.checkpoints import load_checkpoint
 from playground.diffusion import NoiseSchedule, make_sampler
 from playground.diffusion.distillation import (
+    DistillConfig,
     distribution_matching_loss,
     multi_step_target,
     on_policy_loss,
@@ -156,7 +157,7 @@ def test_on_policy_regression_starts_where_the_students_own_ddim_sampling_went()
     teacher = lambda x_t, t, words, w: teacher_net(x_t, t)  # noqa: E731
     schedule = NoiseSchedule.from_name("cosine", 1000)
     x_T, none = torch.randn(2, 3, 8, 8), torch.zeros(2, 1, dtype=torch.long)
-    config = distillation_config(student_steps=4)
+    config = DistillConfig(student_steps=4)
     ddim = list(iter_sample(student_net, make_sampler("ddim", schedule, 4, prediction_type="v_prediction",
                                                       clip_sample=1.0), x_T, None))
     grid, midpoints = student_grid(1000, 4)
@@ -175,12 +176,6 @@ def test_on_policy_regression_starts_where_the_students_own_ddim_sampling_went()
                                     "v_prediction", None, substeps=1)
         torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
         assert loss > 1e-3 and itself < 1e-8 * loss, (stop, float(loss), float(itself))
-
-
-def distillation_config(**changes):
-    from playground.diffusion.distillation import DistillConfig
-
-    return DistillConfig(**changes)
 
 
 @pytest.mark.slow

@@ -166,10 +166,7 @@ def distillation_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSch
     index = torch.randint(0, len(paths), (x0.shape[0],), generator=generator)
     path = paths[index.to(x0.device)].T  # (substeps + 1, B): each example's levels, its own t first
     x_t = add_noise(schedule, x0, randn(x0.shape, generator, x0), path[0])
-    with torch.no_grad():
-        target_x0 = multi_step_target(schedule, bind(teacher, words, guidance), x_t, list(path), prediction_type, clip)
-    target = _target_output(schedule, target_x0, x_t, path[0], prediction_type)
-    return (student(x_t, path[0], words, guidance).float() - target.float()).pow(2).flatten(1).mean(1).mean()
+    return _regression_loss(student, teacher, schedule, x_t, path, words, guidance, prediction_type, clip)
 
 
 def on_policy_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule, x_T: torch.Tensor,
@@ -180,11 +177,18 @@ def on_policy_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedu
     then the teacher's ``substeps`` DDIM steps from there as the target. Regression on noised pictures alone
     teaches each step on x_t the student's earlier steps never quite reach; here it also learns the teacher's way
     back from where they did (DAgger's on-policy states, Ross et al. 2011)."""
-    with torch.no_grad():
-        x_t = student_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
-                              prediction_type, None, clip, "ddim")
+    x_t = student_rollout(bind(student, words, guidance), schedule, x_T, config.student_steps, stop,
+                          prediction_type, None, clip, "ddim")
     path = torch.tensor(teacher_paths(schedule.num_timesteps, config.student_steps, substeps)[stop], device=x_T.device)
     path = path[:, None].expand(-1, x_T.shape[0])  # (substeps + 1, B)
+    return _regression_loss(student, teacher, schedule, x_t, path, words, guidance, prediction_type, clip)
+
+
+def _regression_loss(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule, x_t: torch.Tensor,
+                     path: torch.Tensor, words: torch.Tensor, guidance: torch.Tensor,
+                     prediction_type: PredictionType, clip: float | None) -> torch.Tensor:
+    """The student's output at (x_t, path[0]) against the teacher's steps along ``path`` ((substeps + 1, B)),
+    inverted (:func:`multi_step_target`) and put in the student's own prediction type (:func:`_target_output`)."""
     with torch.no_grad():
         target_x0 = multi_step_target(schedule, bind(teacher, words, guidance), x_t, list(path), prediction_type, clip)
     target = _target_output(schedule, target_x0, x_t, path[0], prediction_type)
