@@ -298,6 +298,50 @@ def test_matching_splits_the_empty_prompt_between_noised_pictures_and_the_studen
         assert (seen["distillation_loss"], seen["on_policy_loss"]) == split, share
 
 
+def test_matching_adds_empty_first_examples_at_the_students_first_step_from_pure_noise(tmp_path, monkeypatch):
+    from playground.diffusion import distillation
+    from playground.diffusion.training import new_train_state
+    from playground.services.distillation import guided_teacher, student_call
+
+    teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
+    words = teacher.vocabulary.batch(["", "cat", "", "", ""])
+    config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5, empty_first=3)
+    state = new_train_state(teacher.unet.with_guidance(), config)
+    fake = new_train_state(teacher.unet.with_guidance(), config)
+    calls = []
+    original = distillation.on_policy_loss
+
+    def spy(student, teacher_fn, schedule, x_T, words, guidance, stop, *args):
+        calls.append((x_T.clone(), words.clone(), guidance.clone(), stop))
+        return original(student, teacher_fn, schedule, x_T, words, guidance, stop, *args)
+    monkeypatch.setattr(distillation, "on_policy_loss", spy)
+    distillation.match(state, fake, student_call(state.model), student_call(fake.model), guided_teacher(teacher.unet),
+                       teacher.schedule, lambda generator: (torch.rand(5, 3, 8, 8, generator=generator), words),
+                       config, teacher.prediction_type, 1.0)
+    assert len(calls) == 1  # none of the batch's own empty examples (empty_on_policy 0), only the extra ones
+    x_T, ids, guidance, stop = calls[0]
+    assert stop == 0 and x_T.shape == (3, 3, 8, 8) and ids.shape == (3, words.shape[1]) and not ids.any()
+    assert x_T.min() < 0 and 0.5 < float(x_T.std()) < 1.5  # pure noise, not the batch's pictures (in [0, 1] here)
+    assert ((guidance >= config.guidance_min) & (guidance <= config.guidance_max)).all()
+
+
+def test_the_guided_teacher_on_the_empty_prompt_is_its_plain_output(tmp_path):
+    from playground.diffusion.guidance import classifier_free_guidance
+    from playground.services.distillation import guided_teacher
+
+    teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
+    x, t = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([10, 500, 900])
+    empty, scale = teacher.vocabulary.batch(["", "", ""]), torch.tensor([1.0, 5.0, 10.0])
+    with torch.no_grad():
+        both = teacher.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([empty, empty])).chunk(2)
+        expected = classifier_free_guidance(both[1], both[0], scale.view(-1, 1, 1, 1))
+        torch.testing.assert_close(guided_teacher(teacher.unet)(x, t, empty, scale), expected, atol=1e-5, rtol=1e-5)
+        prompted = teacher.vocabulary.batch(["cat", "", ""])  # one word in the batch: both halves, as before
+        halves = teacher.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([prompted, empty])).chunk(2)
+        torch.testing.assert_close(guided_teacher(teacher.unet)(x, t, prompted, scale),
+                                   classifier_free_guidance(halves[1], halves[0], scale.view(-1, 1, 1, 1)))
+
+
 @pytest.mark.slow
 def test_distill_cli_matches_a_finished_student_resumes_and_records_it(tmp_path, capsys):
     from safetensors.torch import load_file
@@ -324,11 +368,13 @@ def test_distill_cli_matches_a_finished_student_resumes_and_records_it(tmp_path,
     student, before = load_checkpoint(out / "checkpoint"), load_checkpoint(first / "checkpoint")
     moved = [not torch.equal(a, b) for a, b in zip(student.unet.parameters(), before.unet.parameters(), strict=True)]
     assert any(moved)
-    longer = args[:6] + ["5"] + args[7:] + ["--empty-on-policy", "0.5"]
+    longer = args[:6] + ["5"] + args[7:] + ["--empty-on-policy", "0.5", "--empty-first", "2"]
     assert main(longer) == 0  # resumed: 2 more steps from the saved 3
     info = json.loads((out / "checkpoint" / "playground.json").read_text())
     assert info["steps"] == 5 and info["distilled"]["matched"]["empty_on_policy"] == 0.5
-    assert "50% of them from where its own DDIM sampling went" in (out / "checkpoint" / "README.md").read_text()
+    assert info["distilled"]["matched"]["empty_first"] == 2
+    card = (out / "checkpoint" / "README.md").read_text()
+    assert "50% of them from where its own DDIM sampling went" in card and "2 more in each batch at its first" in card
     assert main(args[:5] + args[7:]) == 2
     assert "give --match-steps too" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(teacher), "--from-student", str(teacher), "--match-steps", "2",

@@ -136,6 +136,8 @@ class DistillConfig:
     fake_updates: int = 1  # distribution matching only: the fake network's steps per student step (DMD2's TTUR)
     empty_on_policy: float = 0.0  # distribution matching only: share of the empty prompt's examples that regress at
     # the x_t the student's own DDIM sampling reached (:func:`on_policy_loss`) rather than at a noised picture
+    empty_first: int = 0  # distribution matching only: extra empty-prompt examples in each batch that regress at the
+    # student's first step, from pure noise: the step that lays a picture out (bench/distill_fit.py --swap)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -287,7 +289,8 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
 
     The empty prompt's examples keep a regression target instead (:func:`distillation_loss`, the teacher's
     ``config.empty_substeps`` DDIM steps across each of the student's, weighed by ``config.empty_weight``; a
-    ``config.empty_on_policy`` share of them from the student's own DDIM states, :func:`on_policy_loss`):
+    ``config.empty_on_policy`` share of them from the student's own DDIM states, :func:`on_policy_loss`; and
+    ``config.empty_first`` more at its first step, from pure noise, each weighed as one of the batch's):
     matching is mode-seeking, and without a prompt to follow it narrowed the pictures (bench/prompt_fidelity.py's
     coverage); the teacher's DDIM on twice the student's steps covers less of the data than on four times as many
     (the same bench). The student's lr schedule and EMA are diffusion.training's."""
@@ -334,6 +337,14 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
                 loss = loss + config.empty_weight * len(on) / len(words) * on_policy_loss(
                     student, teacher, schedule, x_T[on], words[on], guidance[on], stop, config, prediction_type,
                     clip, config.empty_substeps)
+        if config.empty_first:
+            count = config.empty_first
+            noise = randn((count, *data.shape[1:]), state.generator, data)
+            nothing = words.new_zeros(count, words.shape[1])  # the empty prompt's word ids
+            scales = draw_guidance(config, count, state.generator).to(device)
+            loss = loss + config.empty_weight * count / len(words) * on_policy_loss(
+                student, teacher, schedule, noise, nothing, scales, 0, config, prediction_type, clip,
+                config.empty_substeps)
         optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
     fake_state.model.eval()

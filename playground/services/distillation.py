@@ -67,8 +67,10 @@ def check_rounds(rounds: list[int], num_timesteps: int) -> list[int]:
 
 def guided_teacher(model: PromptedUNet) -> Callable:
     """The prompt model with classifier-free guidance at each example's scale, both halves in one batch: the first
-    round's teacher."""
+    round's teacher. An all-empty batch is one plain call: guidance moves nothing where both halves are the same."""
     def teacher(x_t: torch.Tensor, t: torch.Tensor, words: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        if not words.any():
+            return model(x_t, t, words)
         out = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([words, torch.zeros_like(words)]))
         cond, uncond = out.chunk(2)
         return classifier_free_guidance(uncond, cond, scale.view(-1, *([1] * (x_t.ndim - 1))))
@@ -153,7 +155,8 @@ class _Round:
                                               "empty_substeps": config.empty_substeps,
                                               "empty_weight": config.empty_weight,
                                               "fake_updates": config.fake_updates,
-                                              "empty_on_policy": config.empty_on_policy}}
+                                              "empty_on_policy": config.empty_on_policy,
+                                              "empty_first": config.empty_first}}
                                  if self.fake is not None else {})},
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
@@ -280,7 +283,9 @@ def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_rou
 
 def _on_policy(matched: dict) -> str:
     share = matched.get("empty_on_policy", 0)
-    return f", {share:.0%} of them from where its own DDIM sampling went" if share else ""
+    first = matched.get("empty_first", 0)
+    return ((f", {share:.0%} of them from where its own DDIM sampling went" if share else "")
+            + (f", and {first} more in each batch at its first step, from pure noise" if first else ""))
 
 
 def _warmup(matched: dict) -> str:
