@@ -325,6 +325,32 @@ def test_matching_adds_empty_first_examples_at_the_students_first_step_from_pure
     assert ((guidance >= config.guidance_min) & (guidance <= config.guidance_max)).all()
 
 
+def test_matching_matches_the_empty_prompt_too_only_when_asked(tmp_path, monkeypatch):
+    from playground.diffusion import distillation
+    from playground.diffusion.training import new_train_state
+    from playground.services.distillation import guided_teacher, student_call
+
+    teacher = load_checkpoint(make_tiny_prompt_checkpoint(tmp_path / "teacher"))
+    words = teacher.vocabulary.batch(["", "cat", "", "heart", ""])
+    for weight, sizes in ((0.0, [2]), (0.5, [2, 3])):
+        config = distillation.DistillConfig(student_steps=2, steps=1, batch_size=5, empty_match=weight)
+        state = new_train_state(teacher.unet.with_guidance(), config)
+        fake = new_train_state(teacher.unet.with_guidance(), config)
+        seen = []
+        original = distillation.distribution_matching_loss
+
+        def spy(x0, real, fake_fn, *args, seen=seen, original=original, **kwargs):
+            seen.append(len(x0))
+            return original(x0, real, fake_fn, *args, **kwargs)
+        monkeypatch.setattr(distillation, "distribution_matching_loss", spy)
+        distillation.match(state, fake, student_call(state.model), student_call(fake.model),
+                           guided_teacher(teacher.unet), teacher.schedule,
+                           lambda generator: (torch.randn(5, 3, 8, 8, generator=generator), words), config,
+                           teacher.prediction_type, 1.0)
+        monkeypatch.undo()
+        assert seen == sizes, weight  # the two prompted examples, then (only with a weight) the three empty ones
+
+
 def test_the_guided_teacher_on_the_empty_prompt_is_its_plain_output(tmp_path):
     from playground.diffusion.guidance import classifier_free_guidance
     from playground.services.distillation import guided_teacher
@@ -368,13 +394,14 @@ def test_distill_cli_matches_a_finished_student_resumes_and_records_it(tmp_path,
     student, before = load_checkpoint(out / "checkpoint"), load_checkpoint(first / "checkpoint")
     moved = [not torch.equal(a, b) for a, b in zip(student.unet.parameters(), before.unet.parameters(), strict=True)]
     assert any(moved)
-    longer = args[:6] + ["5"] + args[7:] + ["--empty-on-policy", "0.5", "--empty-first", "2"]
+    longer = args[:6] + ["5"] + args[7:] + ["--empty-on-policy", "0.5", "--empty-first", "2", "--empty-match", "0.5"]
     assert main(longer) == 0  # resumed: 2 more steps from the saved 3
     info = json.loads((out / "checkpoint" / "playground.json").read_text())
     assert info["steps"] == 5 and info["distilled"]["matched"]["empty_on_policy"] == 0.5
-    assert info["distilled"]["matched"]["empty_first"] == 2
+    assert info["distilled"]["matched"]["empty_first"] == 2 and info["distilled"]["matched"]["empty_match"] == 0.5
     card = (out / "checkpoint" / "README.md").read_text()
     assert "50% of them from where its own DDIM sampling went" in card and "2 more in each batch at its first" in card
+    assert "matched too at weight 0.5" in card
     assert main(args[:5] + args[7:]) == 2
     assert "give --match-steps too" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(teacher), "--from-student", str(teacher), "--match-steps", "2",
@@ -387,7 +414,8 @@ def test_distill_cli_refuses_matching_settings_out_of_range_in_a_sentence(tmp_pa
 
     for flag, value, sentence in (("--empty-on-policy", "1.5", "--empty-on-policy a share from 0 to 1"),
                                   ("--fake-updates", "0", "--fake-updates 1 or more"),
-                                  ("--empty-substeps", "17", "--empty-substeps must be from 1 to 16")):
+                                  ("--empty-substeps", "17", "--empty-substeps must be from 1 to 16"),
+                                  ("--empty-match", "-1", "--empty-match must be 0 or more")):
         assert main(["distill", "--teacher", str(tmp_path / "none"), "--from-student", str(tmp_path / "none"),
                      "--match-steps", "2", flag, value, "--out", str(tmp_path / "x")]) == 2
         error = capsys.readouterr().err

@@ -265,6 +265,9 @@ def add_distill_parser(commands) -> None:
     distill.add_argument("--empty-first", type=int, default=0,
                          help="while matching, extra empty-prompt examples in each batch that regress at the student's "
                               "first step, from pure noise (default 0)")
+    distill.add_argument("--empty-match", type=float, default=0.0,
+                         help="while matching, the weight of distribution matching on the empty prompt's examples "
+                              "too, beside their regression (default 0: regression only)")
     distill.add_argument("--fake-updates", type=int, default=1,
                          help="while matching, the fake network's steps for each of the student's (default 1)")
     distill.add_argument("--from-student", help="a finished student (a checkpoint folder): skip the rounds and only "

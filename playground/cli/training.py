@@ -489,12 +489,14 @@ def run_distill(args: argparse.Namespace) -> int:
                            word_focus=args.word_focus, seed=args.seed, fake_lr=args.fake_lr,
                            fake_warmup=args.fake_warmup, empty_substeps=args.empty_substeps,
                            empty_weight=args.empty_weight, fake_updates=args.fake_updates,
-                           empty_on_policy=args.empty_on_policy, empty_first=args.empty_first)
+                           empty_on_policy=args.empty_on_policy, empty_first=args.empty_first,
+                           empty_match=args.empty_match)
     if (args.match_steps < 0 or args.match_lr <= 0 or args.fake_lr <= 0 or args.fake_warmup < 0
             or args.empty_weight < 0 or args.fake_updates < 1 or not 0 <= args.empty_on_policy <= 1
-            or args.empty_first < 0):
-        raise ValueError("--match-steps, --fake-warmup, --empty-weight and --empty-first must be 0 or more, --match-lr "
-                         "and --fake-lr above 0, --fake-updates 1 or more, --empty-on-policy a share from 0 to 1.")
+            or args.empty_first < 0 or args.empty_match < 0):
+        raise ValueError("--match-steps, --fake-warmup, --empty-weight, --empty-first and --empty-match must be 0 or "
+                         "more, --match-lr and --fake-lr above 0, --fake-updates 1 or more, --empty-on-policy a share "
+                         "from 0 to 1.")
     if not 1 <= args.empty_substeps <= 16:
         raise ValueError("--empty-substeps must be from 1 to 16 (the teacher's steps across one of the student's).")
     if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1

@@ -138,6 +138,8 @@ class DistillConfig:
     # the x_t the student's own DDIM sampling reached (:func:`on_policy_loss`) rather than at a noised picture
     empty_first: int = 0  # distribution matching only: extra empty-prompt examples in each batch that regress at the
     # student's first step, from pure noise: the step that lays a picture out (bench/distill_fit.py --swap)
+    empty_match: float = 0.0  # distribution matching only: the weight of distribution matching on the batch's
+    # empty-prompt examples too, beside their regression (which alone leaves them paler than the data)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -290,7 +292,8 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
     The empty prompt's examples keep a regression target instead (:func:`distillation_loss`, the teacher's
     ``config.empty_substeps`` DDIM steps across each of the student's, weighed by ``config.empty_weight``; a
     ``config.empty_on_policy`` share of them from the student's own DDIM states, :func:`on_policy_loss`; and
-    ``config.empty_first`` more at its first step, from pure noise, each weighed as one of the batch's):
+    ``config.empty_first`` more at its first step, from pure noise, each weighed as one of the batch's; and, at
+    ``config.empty_match`` times its share, distribution matching beside the regression):
     matching is mode-seeking, and without a prompt to follow it narrowed the pictures (bench/prompt_fidelity.py's
     coverage); the teacher's DDIM on twice the student's steps covers less of the data than on four times as many
     (the same bench). The student's lr schedule and EMA are diffusion.training's."""
@@ -324,6 +327,11 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
             chosen = (words[prompted], guidance[prompted])
             loss = loss + prompted.float().mean() * distribution_matching_loss(
                 x0[prompted], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
+                state.generator, clip)
+        if config.empty_match and not prompted.all():
+            chosen = (words[~prompted], guidance[~prompted])
+            loss = loss + config.empty_match * (~prompted).float().mean() * distribution_matching_loss(
+                x0[~prompted], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
                 state.generator, clip)
         if not prompted.all():
             empty = (~prompted).nonzero().squeeze(1)

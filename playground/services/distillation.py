@@ -156,7 +156,8 @@ class _Round:
                                               "empty_weight": config.empty_weight,
                                               "fake_updates": config.fake_updates,
                                               "empty_on_policy": config.empty_on_policy,
-                                              "empty_first": config.empty_first}}
+                                              "empty_first": config.empty_first,
+                                              "empty_match": config.empty_match}}
                                  if self.fake is not None else {})},
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
@@ -283,9 +284,10 @@ def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_rou
 
 def _on_policy(matched: dict) -> str:
     share = matched.get("empty_on_policy", 0)
-    first = matched.get("empty_first", 0)
+    first, matching = matched.get("empty_first", 0), matched.get("empty_match", 0)
     return ((f", {share:.0%} of them from where its own DDIM sampling went" if share else "")
-            + (f", and {first} more in each batch at its first step, from pure noise" if first else ""))
+            + (f", and {first} more in each batch at its first step, from pure noise" if first else "")
+            + (f"; beside it, matched too at weight {matching:g}" if matching else ""))
 
 
 def _warmup(matched: dict) -> str:
