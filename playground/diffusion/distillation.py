@@ -333,27 +333,39 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
             loss = loss + config.empty_match * (~prompted).float().mean() * distribution_matching_loss(
                 x0[~prompted], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
                 state.generator, clip)
-        if not prompted.all():
-            empty = (~prompted).nonzero().squeeze(1)
-            own = round(config.empty_on_policy * len(empty))  # the first ``own`` regress where the student went
-            on, off = empty[:own], empty[own:]
-            if len(off):
-                loss = loss + config.empty_weight * len(off) / len(words) * distillation_loss(
-                    student, teacher, schedule, data[off], words[off], guidance[off], config, state.generator,
-                    prediction_type, clip, config.empty_substeps)
-            if len(on):
-                loss = loss + config.empty_weight * len(on) / len(words) * on_policy_loss(
-                    student, teacher, schedule, x_T[on], words[on], guidance[on], stop, config, prediction_type,
-                    clip, config.empty_substeps)
-        if config.empty_first:
-            count = config.empty_first
-            noise = randn((count, *data.shape[1:]), state.generator, data)
-            nothing = words.new_zeros(count, words.shape[1])  # the empty prompt's word ids
-            scales = draw_guidance(config, count, state.generator).to(device)
-            loss = loss + config.empty_weight * count / len(words) * on_policy_loss(
-                student, teacher, schedule, noise, nothing, scales, 0, config, prediction_type, clip,
-                config.empty_substeps)
+        loss = loss + _empty_prompt_regression(student, teacher, schedule, data, words, guidance, x_T, stop,
+                                               ~prompted, config, state.generator, prediction_type, clip)
         optimizer_step(state, loss, config, lr, started, callback)
     model.eval()
     fake_state.model.eval()
     return state
+
+
+def _empty_prompt_regression(student: StudentFn, teacher: TeacherFn, schedule: NoiseSchedule, data: torch.Tensor,
+                             words: torch.Tensor, guidance: torch.Tensor, x_T: torch.Tensor, stop: int,
+                             empty: torch.Tensor, config: DistillConfig, generator: torch.Generator,
+                             prediction_type: PredictionType, clip: float | None) -> torch.Tensor:
+    """:func:`match`'s regression for the batch's ``empty`` ((B,) bool) examples, each weighed as one of the
+    batch's times ``config.empty_weight``: on noised pictures (:func:`distillation_loss`), a ``config.empty_on_policy``
+    share of them where the student's own sampling from ``x_T`` reached its ``stop`` (:func:`on_policy_loss`), and
+    ``config.empty_first`` more examples at its first step, from fresh pure noise."""
+    loss = torch.zeros((), device=data.device)
+    chosen = empty.nonzero().squeeze(1)
+    own = round(config.empty_on_policy * len(chosen))  # the first ``own`` regress where the student went
+    on, off = chosen[:own], chosen[own:]
+    share = config.empty_weight / len(words)
+    if len(off):
+        loss = loss + share * len(off) * distillation_loss(student, teacher, schedule, data[off], words[off],
+                                                           guidance[off], config, generator, prediction_type, clip,
+                                                           config.empty_substeps)
+    if len(on):
+        loss = loss + share * len(on) * on_policy_loss(student, teacher, schedule, x_T[on], words[on], guidance[on],
+                                                       stop, config, prediction_type, clip, config.empty_substeps)
+    if config.empty_first:
+        count = config.empty_first
+        noise = randn((count, *data.shape[1:]), generator, data)
+        nothing = words.new_zeros(count, words.shape[1])  # the empty prompt's word ids
+        scales = draw_guidance(config, count, generator).to(data.device)
+        loss = loss + share * count * on_policy_loss(student, teacher, schedule, noise, nothing, scales, 0, config,
+                                                     prediction_type, clip, config.empty_substeps)
+    return loss
