@@ -323,16 +323,12 @@ def match(state: TrainState, fake_state: TrainState, student: StudentFn, fake: S
             continue
         prompted = words.ne(0).any(dim=1)
         loss = torch.zeros((), device=device)
-        if prompted.any():
-            chosen = (words[prompted], guidance[prompted])
-            loss = loss + prompted.float().mean() * distribution_matching_loss(
-                x0[prompted], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
-                state.generator, clip)
-        if config.empty_match and not prompted.all():
-            chosen = (words[~prompted], guidance[~prompted])
-            loss = loss + config.empty_match * (~prompted).float().mean() * distribution_matching_loss(
-                x0[~prompted], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
-                state.generator, clip)
+        for group, weight in ((prompted, 1.0), (~prompted, config.empty_match)):  # the empty prompt's only if asked
+            if weight and group.any():
+                chosen = (words[group], guidance[group])
+                loss = loss + weight * group.float().mean() * distribution_matching_loss(
+                    x0[group], bind(teacher, *chosen), bind(fake, *chosen), schedule, prediction_type,
+                    state.generator, clip)
         loss = loss + _empty_prompt_regression(student, teacher, schedule, data, words, guidance, x_T, stop,
                                                ~prompted, config, state.generator, prediction_type, clip)
         optimizer_step(state, loss, config, lr, started, callback)

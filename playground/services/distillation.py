@@ -282,7 +282,7 @@ def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_rou
     return run.checkpoint
 
 
-def _on_policy(matched: dict) -> str:
+def _empty_prompt_extras(matched: dict) -> str:
     share = matched.get("empty_on_policy", 0)
     first, matching = matched.get("empty_first", 0), matched.get("empty_match", 0)
     return ((f", {share:.0%} of them from where its own DDIM sampling went" if share else "")
@@ -319,7 +319,7 @@ def distilled_card(title: str, info: dict) -> str:
            f"teacher, its fake network at lr "
            f"{matched['fake_lr']}{_warmup(matched)}; the student learned on its own DDPM samples, the empty prompt "
            f"by regression on the teacher's {matched.get('empty_substeps', 2)} DDIM steps across each of its own"
-           + _on_policy(matched)]
+           + _empty_prompt_extras(matched)]
           if (matched := distilled.get("matched")) else []),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
     ]
