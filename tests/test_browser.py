@@ -5,10 +5,13 @@ Screenshots are kept in tests/artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import time
 
 import pytest
+from PIL import Image, ImageStat
 
 from playground.diffusion.guidance import DEFAULT_GUIDANCE
 from playground.services.image_sampling import PROMPT_SAMPLING
@@ -56,6 +59,19 @@ def wait_for_new_src(page, elem_id: str, old: str | None, timeout_ms: int = 30_0
                             return img && img.src && img.src !== old; }""",
         arg=[elem_id, old], timeout=timeout_ms)
     return image_src(page, elem_id)
+
+
+def wait_for_picture_on(canvas, timeout_s: float = 30.0) -> None:
+    """Until the image editor's canvas shows a picture: its pixels vary (an empty canvas is nearly one colour, its
+    grey-level spread about 13; the test photo's is about 60). Its WebGL pixels cannot be read from the page."""
+    canvas.wait_for()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shot = Image.open(io.BytesIO(canvas.screenshot())).convert("L")
+        if ImageStat.Stat(shot).stddev[0] > 30:
+            return
+        assert time.monotonic() < deadline, "the picture never reached the canvas"
+        time.sleep(0.2)
 
 
 def choose_model(page, name: str) -> None:
@@ -316,8 +332,7 @@ def test_edit_tab_paints_a_mask_and_repaints_it(page, tmp_path_factory):
     page.get_by_role("option", name="tiny-test", exact=True).click()
     page.locator("#edit-picture input[type=file]").set_input_files(str(photos["photo.png"]))
     canvas = page.locator("#edit-canvas canvas").first
-    canvas.wait_for()
-    page.wait_for_timeout(1000)  # the picture arrives on the canvas
+    wait_for_picture_on(canvas)  # a stroke painted before the picture arrives is wiped when it does
     box = canvas.bounding_box()  # the canvas is as wide as the editor; the square picture sits in its middle
     page.mouse.move(box["x"] + box["width"] * 0.46, box["y"] + box["height"] * 0.35)
     page.mouse.down()
@@ -327,7 +342,8 @@ def test_edit_tab_paints_a_mask_and_repaints_it(page, tmp_path_factory):
     page.get_by_text("Fill in what I paint (RePaint)").click()
     set_slider(page, "edit-steps", 10)
     page.locator("#edit-go").click()
-    page.wait_for_function("() => document.querySelector('#edit-status').innerText.includes('Done')", timeout=90_000)
+    page.wait_for_function("() => /Done|Error/.test(document.querySelector('#edit-status').innerText)", timeout=90_000)
+    assert "Done" in page.locator("#edit-status").inner_text(), page.locator(".toast-body").all_inner_texts()
     assert "RePaint" in page.locator("#edit-status").inner_text()
     assert image_src(page, "edit-xt") and image_src(page, "edit-x0")
     assert page.locator("#edit-walk .js-plotly-plot").count() == 1
