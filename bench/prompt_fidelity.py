@@ -2,7 +2,7 @@
 
     python bench/prompt_fidelity.py [--checkpoint checkpoints/emoji32-prompts] [--base checkpoints/emoji32]
                                     [--guidance 5] [--count 16] [--words cat,heart,...] [--sampler ddpm --steps 50]
-                                    [--empty ddim:4,dpmpp:25] [--count 0: the empty prompt only]
+                                    [--empty ddim:4,ddim:4:0.3,dpmpp:25] [--count 0: the empty prompt only]
     python bench/prompt_fidelity.py --by-timestep [--words dog,ball,...]
 
 For each word: ``count`` samples of the prompt (by default as the app samples a prompt with this model: DDPM 200, a
@@ -12,8 +12,8 @@ a model that ignores the prompt would score), and their spread (services.sample_
 word's samples are from each other; a model that draws one picture per word scores 0). Then the empty prompt
 against the base: density and coverage (random-CNN features, services.sample_quality) of 512 samples each, drawn as
 the app draws the empty prompt (DPM-Solver++ 25, a student DDIM on its steps), against the emoji set at the size
-each draws (64 px for a latent model); ``--empty`` draws it with each listed sampler and steps instead, both models
-the same way (the teacher and its student on the same number of network calls).
+each draws (64 px for a latent model); ``--empty`` draws it with each listed sampler and steps (and DDIM's eta, as
+a third number) instead, both models the same way (the teacher and its student on the same number of network calls).
 
 ``--by-timestep``: instead, where in the noise the word matters. Every training picture whose name has one of the
 words, noised at a ladder of timesteps (4 noise draws each), and how much giving the model its word (rather than the
@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--quality-count", type=int, default=512)
-    parser.add_argument("--empty", help="the empty prompt's sampler:steps list, such as ddim:4,dpmpp:25 (default: "
-                                        "as the app draws it with each model)")
+    parser.add_argument("--empty", help="the empty prompt's sampler:steps[:eta] list, such as ddim:4,ddim:4:0.3,"
+                                        "dpmpp:25 (default: as the app draws it with each model)")
     parser.add_argument("--words", default=WORDS)
     parser.add_argument("--by-timestep", action="store_true",
                         help="measure how much the word cuts the x_0 error at each noise level, and stop")
@@ -112,14 +112,20 @@ def empty_prompt_quality(args) -> None:
     for name, folder in (("base, no prompt", args.base), ("this, empty prompt", args.checkpoint)):
         model = get_checkpoint(folder)  # each against the emoji at the size it draws
         real = features(dataset_from_uint8("emoji", emoji_subset(model.resolution).images).images)
-        settings = ([(sampler, int(steps)) for sampler, steps in (item.split(":") for item in args.empty.split(","))]
-                    if args.empty else [default_sampling("", model)])  # as the app draws the empty prompt
-        for sampler, steps in settings:
-            samples = torch.cat([final_images(model, sampler, steps, 64, seed)
+        settings = ([empty_setting(item) for item in args.empty.split(",")] if args.empty
+                    else [(*default_sampling("", model), 0.0)])  # as the app draws the empty prompt
+        for sampler, steps, eta in settings:
+            samples = torch.cat([final_images(model, sampler, steps, 64, seed, eta=eta)
                                  for seed in range(args.quality_count // 64)])
             density, coverage = density_coverage(real, features(samples))
             print(f"{name:>20}: density {density:.3f}, coverage {coverage:.3f} ({len(samples)} samples, "
-                  f"{model.resolution} px, {sampler} {steps} steps)")
+                  f"{model.resolution} px, {sampler} {steps} steps{f', eta {eta:g}' if eta else ''})")
+
+
+def empty_setting(item: str) -> tuple[str, int, float]:
+    """``sampler:steps`` or ``sampler:steps:eta`` as (sampler, steps, eta)."""
+    sampler, steps, *eta = item.split(":")
+    return sampler, int(steps), float(eta[0]) if eta else 0.0
 
 
 def word_gain_by_timestep(checkpoint, words: list[str], data: torch.Tensor, names: list[str],
