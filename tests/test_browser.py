@@ -61,15 +61,16 @@ def wait_for_new_src(page, elem_id: str, old: str | None, timeout_ms: int = 30_0
     return image_src(page, elem_id)
 
 
-def wait_for_picture_on(canvas, timeout_s: float = 30.0) -> None:
-    """Until the image editor's canvas shows a picture: its pixels vary (an empty canvas is nearly one colour, its
-    grey-level spread about 13; the test photo's is about 60). Its WebGL pixels cannot be read from the page."""
-    canvas.wait_for()
+def grey_spread(canvas) -> float:
+    """The grey-level standard deviation of what a canvas shows (its WebGL pixels cannot be read from the page)."""
+    return ImageStat.Stat(Image.open(io.BytesIO(canvas.screenshot())).convert("L")).stddev[0]
+
+
+def wait_for_picture_on(canvas, empty: float, timeout_s: float = 30.0) -> None:
+    """Until the image editor's canvas shows a picture: its pixels vary well beyond the empty canvas's ``empty``
+    spread (about 13 here; the test photo's is about 60)."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        shot = Image.open(io.BytesIO(canvas.screenshot())).convert("L")
-        if ImageStat.Stat(shot).stddev[0] > 30:
-            return
+    while grey_spread(canvas) < 2 * empty + 5:
         assert time.monotonic() < deadline, "the picture never reached the canvas"
         time.sleep(0.2)
 
@@ -330,9 +331,10 @@ def test_edit_tab_paints_a_mask_and_repaints_it(page, tmp_path_factory):
     page.get_by_role("tab", name="Edit").click()
     page.locator("#edit-checkpoint input").click()
     page.get_by_role("option", name="tiny-test", exact=True).click()
-    page.locator("#edit-picture input[type=file]").set_input_files(str(photos["photo.png"]))
     canvas = page.locator("#edit-canvas canvas").first
-    wait_for_picture_on(canvas)  # a stroke painted before the picture arrives is wiped when it does
+    empty = grey_spread(canvas)
+    page.locator("#edit-picture input[type=file]").set_input_files(str(photos["photo.png"]))
+    wait_for_picture_on(canvas, empty)  # a stroke painted before the picture arrives is wiped when it does
     box = canvas.bounding_box()  # the canvas is as wide as the editor; the square picture sits in its middle
     page.mouse.move(box["x"] + box["width"] * 0.46, box["y"] + box["height"] * 0.35)
     page.mouse.down()
