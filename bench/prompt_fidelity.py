@@ -3,6 +3,7 @@
     python bench/prompt_fidelity.py [--checkpoint checkpoints/emoji32-prompts] [--base checkpoints/emoji32]
                                     [--guidance 5] [--count 16] [--words cat,heart,...] [--sampler ddpm --steps 50]
                                     [--empty ddim:4,ddim:4:0.3,dpmpp:25] [--count 0: the empty prompt only]
+                                    [--sharpness]
     python bench/prompt_fidelity.py --by-timestep [--words dog,ball,...]
 
 For each word: ``count`` samples of the prompt (by default as the app samples a prompt with this model: DDPM 200, a
@@ -14,6 +15,8 @@ against the base: density and coverage (random-CNN features, services.sample_qua
 the app draws the empty prompt (DPM-Solver++ 25, a student DDIM on its steps), against the emoji set at the size
 each draws (64 px for a latent model); ``--empty`` draws it with each listed sampler and steps (and DDIM's eta, as
 a third number) instead, both models the same way (the teacher and its student on the same number of network calls).
+``--sharpness``: each model's empty-prompt samples also blurred (a 3 x 3 binomial kernel) and sharpened (an unsharp
+mask of that blur, amount 0.5), to see how much of a density gap is fine detail rather than layout.
 
 ``--by-timestep``: instead, where in the noise the word matters. Every training picture whose name has one of the
 words, noised at a ladder of timesteps (4 noise draws each), and how much giving the model its word (rather than the
@@ -63,6 +66,8 @@ def main() -> None:
     parser.add_argument("--quality-count", type=int, default=512)
     parser.add_argument("--empty", help="the empty prompt's sampler:steps[:eta] list, such as ddim:4,ddim:4:0.3,"
                                         "dpmpp:25 (default: as the app draws it with each model)")
+    parser.add_argument("--sharpness", action="store_true",
+                        help="also measure each model's empty-prompt samples blurred and sharpened")
     parser.add_argument("--words", default=WORDS)
     parser.add_argument("--by-timestep", action="store_true",
                         help="measure how much the word cuts the x_0 error at each noise level, and stop")
@@ -119,7 +124,31 @@ def empty_prompt_quality(args) -> None:
                                  for seed in range(args.quality_count // 64)])
             density, coverage = density_coverage(real, features(samples))
             print(f"{name:>20}: density {density:.3f}, coverage {coverage:.3f} ({len(samples)} samples, "
-                  f"{model.resolution} px, {sampler} {steps} steps{f', eta {eta:g}' if eta else ''})")
+                  f"{model.resolution} px, {sampler} {steps} steps{f', eta {eta:g}' if eta else ''}), pixel spread "
+                  f"{pixel_spread(samples):.3f}")
+            for filtered, pictures in (("blurred", blur(samples)), ("sharpened", sharpen(samples))) if args.sharpness \
+                    else ():
+                density, coverage = density_coverage(real, features(pictures))
+                print(f"{filtered:>20}: density {density:.3f}, coverage {coverage:.3f}, pixel spread "
+                      f"{pixel_spread(pictures):.3f}")
+
+
+def pixel_spread(pictures: torch.Tensor) -> float:
+    """The mean over pictures of each one's pixel standard deviation (pale, washed-out pictures score low)."""
+    return float(pictures.std(dim=(1, 2, 3)).mean())
+
+
+def blur(pictures: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) pictures through a 3 x 3 binomial kernel, edges replicated."""
+    kernel = torch.tensor([1.0, 2.0, 1.0])
+    kernel = (kernel[:, None] * kernel[None]).div(16).expand(pictures.shape[1], 1, 3, 3)
+    padded = torch.nn.functional.pad(pictures, (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.conv2d(padded, kernel, groups=pictures.shape[1])
+
+
+def sharpen(pictures: torch.Tensor, amount: float = 0.5) -> torch.Tensor:
+    """An unsharp mask: the pictures plus ``amount`` times their difference from :func:`blur`, clamped to [-1, 1]."""
+    return (pictures + amount * (pictures - blur(pictures))).clamp(-1, 1)
 
 
 def empty_setting(item: str) -> tuple[str, int, float]:

@@ -78,7 +78,8 @@ def test_the_ui_only_wires(path):
 TRAINING = ("playground.diffusion.training", "playground.services.finetuning", "playground.services.training_runs",
             "playground.services.finetune_recipes", "playground.services.toy_training",
             "playground.diffusion.autoencoder_training", "playground.services.autoencoder_training",
-            "playground.diffusion.distillation", "playground.services.distillation", "playground.services.latent_data")
+            "playground.diffusion.distillation", "playground.services.distillation", "playground.services.latent_data",
+            "playground.diffusion.adversarial")
 INFERENCE = ("playground.services.image_sampling", "playground.services.model_catalog", "playground.services.prompting",
              "playground.services.sample_export", "playground.services.toy_lab", "playground.services.photo_noising",
              "playground.services.editing", "playground.services.latent_view", "playground.services.distillation_views")

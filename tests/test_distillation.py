@@ -403,7 +403,7 @@ def test_distill_cli_matches_a_finished_student_resumes_and_records_it(tmp_path,
     assert "50% of them from where its own DDIM sampling went" in card and "2 more in each batch at its first" in card
     assert "matched too at weight 0.5" in card
     assert main(args[:5] + args[7:]) == 2
-    assert "give --match-steps too" in capsys.readouterr().err
+    assert "give --match-steps or --gan-steps too" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(teacher), "--from-student", str(teacher), "--match-steps", "2",
                  "--out", str(tmp_path / "x")]) == 2
     assert "not a distilled student" in capsys.readouterr().err

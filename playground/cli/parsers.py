@@ -270,8 +270,21 @@ def add_distill_parser(commands) -> None:
                               "too, beside their regression (default 0: regression only)")
     distill.add_argument("--fake-updates", type=int, default=1,
                          help="while matching, the fake network's steps for each of the student's (default 1)")
+    distill.add_argument("--gan-steps", type=int, default=0,
+                         help="then sharpen the last student's empty-prompt pictures this many steps against a "
+                              "discriminator of the data, the rest held where it was (default 0: none)")
+    distill.add_argument("--gan-weight", type=float, default=0.05, help="the adversarial stage's GAN loss weight")
+    distill.add_argument("--gan-lr", type=float, default=1e-5, help="the student's lr in the adversarial stage")
+    distill.add_argument("--gan-batch-size", type=int, default=8, help="the adversarial stage's batch")
+    distill.add_argument("--disc-lr", type=float, default=2e-4, help="the discriminator's lr")
+    distill.add_argument("--layout-weight", type=float, default=1.0,
+                         help="in the adversarial stage, the weight holding the pictures' 4-pixel block averages "
+                              "to the student's before (default 1)")
+    distill.add_argument("--anchor-weight", type=float, default=10.0,
+                         help="in the adversarial stage, the weight holding the prompted outputs to the student's "
+                              "before (default 10)")
     distill.add_argument("--from-student", help="a finished student (a checkpoint folder): skip the rounds and only "
-                                                "match it (needs --match-steps)")
+                                                "refine it (needs --match-steps or --gan-steps)")
     distill.add_argument("--preview-every", type=int, default=250)
     distill.add_argument("--seed", type=int, default=0)
     _add_run_arguments(distill, "the run folder (rounds/N-steps/ each, then checkpoint/)")

@@ -450,8 +450,9 @@ def _student_to_match(args: argparse.Namespace):
 
     if not args.from_student:
         return None
-    if not args.match_steps:
-        raise ValueError("--from-student only skips the rounds before distribution matching: give --match-steps too.")
+    if not (args.match_steps or args.gan_steps):
+        raise ValueError("--from-student only skips the rounds before distribution matching or the adversarial "
+                         "stage: give --match-steps or --gan-steps too.")
     try:
         student = load_checkpoint(args.from_student)
     except CheckpointError as error:
@@ -473,6 +474,7 @@ def run_distill(args: argparse.Namespace) -> int:
     from playground.checkpoints import CheckpointError, load_checkpoint
     from playground.data.dataset import dataset_from_uint8
     from playground.data.emoji import emoji_subset
+    from playground.diffusion.adversarial import AdversarialConfig
     from playground.diffusion.distillation import DistillConfig
     from playground.models import pick_device
     from playground.services.distillation import DistillSpec, check_rounds, distill_run
@@ -497,6 +499,10 @@ def run_distill(args: argparse.Namespace) -> int:
         raise ValueError("--match-steps, --fake-warmup, --empty-weight, --empty-first and --empty-match must be 0 or "
                          "more, --match-lr and --fake-lr above 0, --fake-updates 1 or more, --empty-on-policy a share "
                          "from 0 to 1.")
+    if (args.gan_steps < 0 or args.gan_weight < 0 or args.gan_lr <= 0 or args.disc_lr <= 0 or args.gan_batch_size < 1
+            or args.layout_weight < 0 or args.anchor_weight < 0):
+        raise ValueError("--gan-steps, --gan-weight, --layout-weight and --anchor-weight must be 0 or more, --gan-lr "
+                         "and --disc-lr above 0, --gan-batch-size 1 or more.")
     if not 1 <= args.empty_substeps <= 16:
         raise ValueError("--empty-substeps must be from 1 to 16 (the teacher's steps across one of the student's).")
     if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1
@@ -510,6 +516,9 @@ def run_distill(args: argparse.Namespace) -> int:
         raise ValueError(str(error)) from None
     if teacher.vocabulary is None:
         raise ValueError(f"{teacher.name!r} takes no prompts: distil a prompt model, such as emoji32-prompts.")
+    if args.gan_steps and teacher.is_latent:
+        raise ValueError(f"--gan-steps sharpens a pixel model's pictures; {teacher.name!r} draws latents, where the "
+                         "adversarial stage has not been tried.")
     check_rounds(rounds, teacher.schedule.num_timesteps)
     from_student = _student_to_match(args)
     if args.threads:
@@ -523,17 +532,22 @@ def run_distill(args: argparse.Namespace) -> int:
         dataset = encode_dataset(teacher.autoencoder, dataset)
     spec = DistillSpec(Path(args.teacher), rounds, config, args.preview_every, args.checkpoint_every or 600.0,
                        info={"command": _command(), "hardware": _hardware(device)}, match_steps=args.match_steps,
-                       match_lr=args.match_lr, from_student=from_student)
+                       match_lr=args.match_lr, from_student=from_student, gan_steps=args.gan_steps,
+                       adversarial=AdversarialConfig(batch_size=args.gan_batch_size, lr=args.gan_lr,
+                                                     disc_lr=args.disc_lr, gan_weight=args.gan_weight,
+                                                     layout_weight=args.layout_weight,
+                                                     anchor_weight=args.anchor_weight, seed=args.seed))
     bars = []
 
-    def on_round(steps: int, run, matching: bool) -> None:
+    def on_round(steps: int, run, stage: str) -> None:
         if bars:
             bars.pop()[0].close()
-        if matching:
-            print(f"distribution matching: the {steps}-step student against the guided teacher, in {run.path}")
-        else:
-            print(f"round: a {steps}-step student from a {2 * steps}-step teacher, in {run.path}")
-        bar, on_event = _train_progress(args.match_steps if matching else config.steps)
+        print({"matching": f"distribution matching: the {steps}-step student against the guided teacher",
+               "adversarial": f"adversarial stage: the {steps}-step student's empty-prompt pictures against a "
+                              "discriminator of the data",
+               "round": f"round: a {steps}-step student from a {2 * steps}-step teacher"}[stage] + f", in {run.path}")
+        bar, on_event = _train_progress({"matching": args.match_steps, "adversarial": args.gan_steps}.get(
+            stage, config.steps))
         bars.append((bar, on_event))
 
     with stop_on_interrupt() as should_stop:

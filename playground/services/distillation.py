@@ -3,6 +3,7 @@
     RUN/rounds/016-steps/   a run folder per round (checkpoint/, samples/, log.csv), the student of that many steps
     RUN/rounds/008-steps/   ...each round's student starts from the one before, and is its teacher's half
     RUN/rounds/004-steps-matched/   with --match-steps: the last student refined by distribution matching
+    RUN/rounds/004-steps-adversarial/   with --gan-steps: then its empty prompt's pictures against a discriminator
     RUN/checkpoint -> the last round's checkpoint folder, as every other run has it (copied when it finishes)
 
 The first round's teacher is the prompt model itself with classifier-free guidance (two network calls a step), at
@@ -14,6 +15,8 @@ Progressive rounds teach the student the teacher's deterministic DDIM path, and 
 prompt. The distribution-matching stage (diffusion.distillation.match) then trains the student on its own ancestral
 samples against the guided teacher's score, with a "fake" network (starting as the prompt model) that follows the
 student's pictures; ``from_student`` starts that stage from a finished student instead of running the rounds.
+The adversarial stage (diffusion.adversarial.refine) last sharpens the empty prompt's pictures against a
+discriminator of the data, the rest of what the student knows held to where it was.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from playground.checkpoints import (
 )
 from playground.data.augment import augmenter
 from playground.data.dataset import Dataset
+from playground.diffusion.adversarial import AdversarialConfig, Discriminator, refine
 from playground.diffusion.distillation import DistillConfig, distill, match
 from playground.diffusion.guidance import classifier_free_guidance
 from playground.diffusion.training import TrainConfig, TrainEvent, TrainState, draw_examples, new_train_state
@@ -93,7 +97,9 @@ class DistillSpec:
     info: dict = field(default_factory=dict)
     match_steps: int = 0  # distribution matching after the rounds (0: none), at match_lr
     match_lr: float = 4e-5
-    from_student: Path | None = None  # a finished student: skip the rounds, only match it
+    from_student: Path | None = None  # a finished student: skip the rounds, only refine it
+    gan_steps: int = 0  # the adversarial stage after the others (0: none), by this recipe
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
 
 @dataclass
@@ -111,6 +117,8 @@ class _Round:
     wall_before: float = 0.0
     on_event: Callable[[TrainEvent], None] | None = None
     fake: TrainState | None = None  # distribution matching's fake network, saved beside the student to resume
+    discriminator: TrainState | None = None  # the adversarial stage's, likewise
+    start_info: dict = field(default_factory=dict)  # the adversarial stage: the info of the student it refines
     started: float = field(default_factory=time.perf_counter)
 
     def on_step(self, event: TrainEvent, state: TrainState) -> None:
@@ -141,13 +149,34 @@ class _Round:
     def save(self) -> None:
         state, config, teacher = self.state, self.config, self.teacher
         tensors, meta = state.to_tensors()
-        if self.fake is not None:
-            fake_tensors, meta["fake"] = self.fake.to_tensors()
-            tensors.update({f"fake/{key}": value for key, value in fake_tensors.items()})
+        for prefix, companion in (("fake", self.fake), ("disc", self.discriminator)):
+            if companion is not None:
+                companion_tensors, meta[prefix] = companion.to_tensors()
+                tensors.update({f"{prefix}/{key}": value for key, value in companion_tensors.items()})
         losses = state.losses
         info = {**{k: v for k, v in read_info(self.spec.teacher).items() if k in ("model", "data")},
                 "training": config.to_dict(), "parameters": count_parameters(state.model), "steps": state.step,
-                "distilled": {"teacher": self.spec.teacher.name, "student_steps": config.student_steps,
+                "distilled": self._distilled(),
+                "wall_time_s": self.wall_before + time.perf_counter() - self.started,
+                "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
+                "loss_history_full": losses, **self.spec.info}
+        if self.discriminator is not None:  # the stage's own recipe, and its steps
+            info["training"] = self.spec.adversarial.to_dict()
+        save_checkpoint(self.run.checkpoint, state.ema.model, teacher.schedule.name, teacher.schedule.num_timesteps,
+                        teacher.prediction_type, info, distilled_card(self.run.path.name, info), tensors, meta,
+                        autoencoder=teacher.autoencoder)
+
+    def _distilled(self) -> dict:
+        """The card's account of the distillation: the rounds and matching from this stage's config, or for the
+        adversarial stage the student's own account with the stage added."""
+        config = self.config
+        if self.discriminator is not None:
+            return {**self.start_info.get("distilled", {}),
+                    "adversarial": {**self.spec.adversarial.to_dict(), "steps": self.state.step,
+                                    "planned": self.spec.gan_steps,
+                                    "student_steps_before": self.start_info.get("steps"),
+                                    "student_wall_time_s_before": self.start_info.get("wall_time_s")}}
+        return {"teacher": self.spec.teacher.name, "student_steps": config.student_steps,
                               "rounds": self.spec.rounds, "guidance_range": [config.guidance_min,
                                                                              config.guidance_max],
                               **({"matched": {"steps": config.steps, "lr": config.lr, "fake_lr": config.fake_lr,
@@ -158,13 +187,7 @@ class _Round:
                                               "empty_on_policy": config.empty_on_policy,
                                               "empty_first": config.empty_first,
                                               "empty_match": config.empty_match}}
-                                 if self.fake is not None else {})},
-                "wall_time_s": self.wall_before + time.perf_counter() - self.started,
-                "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
-                "loss_history_full": losses, **self.spec.info}
-        save_checkpoint(self.run.checkpoint, state.ema.model, teacher.schedule.name, teacher.schedule.num_timesteps,
-                        teacher.prediction_type, info, distilled_card(self.run.path.name, info), tensors, meta,
-                        autoencoder=teacher.autoencoder)
+                                 if self.fake is not None else {})}
 
 
 def _round_state(run: RunFolder, teacher: Checkpoint, config: DistillConfig) -> tuple[TrainState, float]:
@@ -252,17 +275,55 @@ def match_round(run: RunFolder, spec: DistillSpec, start_from: Path, dataset: Da
     return state.step >= config.steps
 
 
+def adversarial_round(run: RunFolder, spec: DistillSpec, start_from: Path, dataset: Dataset, on_event=None,
+                      should_stop: Callable[[], bool] = lambda: False, device="cpu") -> bool:
+    """Train (or continue) the adversarial stage: the student in ``start_from`` against a fresh discriminator, its
+    prompted outputs and its pictures' layout held to that student's (diffusion.adversarial.refine). True when it
+    finished its steps."""
+    start_info = read_info(start_from)
+    config = replace(spec.adversarial, steps=spec.gan_steps)
+    student_steps = start_info["distilled"]["student_steps"]
+    round_config = replace(spec.config, student_steps=student_steps)  # what the previews and the card read
+    spec = replace(spec, rounds=start_info["distilled"].get("rounds", spec.rounds))
+    start = load_checkpoint(start_from, device)
+    state, wall_before = _round_state(run, start, config)  # the student: a copy of start's network
+    reference = start.unet.eval().requires_grad_(False)
+    discriminator = new_train_state(Discriminator(start.unet.config.in_channels, start.resolution).to(device).train(),
+                                    config)
+    saved = load_training_state(run.checkpoint)
+    if saved is not None:
+        tensors, meta = saved
+        disc_tensors = {key[len("disc/"):]: value for key, value in tensors.items() if key.startswith("disc/")}
+        discriminator.load_tensors(disc_tensors, meta["disc"], discriminator.model.state_dict(), [])
+    if state.step >= config.steps:
+        return True
+    run.samples.mkdir(parents=True, exist_ok=True)
+    progress = _Round(run, spec, round_config, start, state, dataset, run.open_log(),
+                      CheckpointClock(spec.checkpoint_every_s), wall_before, on_event,
+                      discriminator=discriminator, start_info=start_info)
+    real = replace(round_config, batch_size=config.batch_size, prompt_dropout=0.0, word_focus=0.0)  # as the data is
+    try:
+        refine(state, discriminator, student_call(state.model), student_call(reference), start.schedule,
+               _examples(start, dataset, real), config, student_steps, start.prediction_type,
+               None if start.is_latent else 1.0, progress.on_step, should_stop)
+    finally:
+        progress.log.close()
+        progress.save()
+    return state.step >= config.steps
+
+
 def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_round=None, on_event=None,
                 should_stop: Callable[[], bool] = lambda: False, device="cpu") -> Path:
     """Every round in turn (a finished one skipped, a stopped one resumed), then distribution matching when
-    ``spec.match_steps``; the last student's checkpoint is copied to RUN/checkpoint. Returns that folder (or the
-    stopped stage's). ``on_round(student_steps, run, matching)`` hears of each stage as it starts."""
+    ``spec.match_steps`` and the adversarial stage when ``spec.gan_steps``; the last student's checkpoint is copied
+    to RUN/checkpoint. Returns that folder (or the stopped stage's). ``on_round(student_steps, run, stage)`` hears
+    of each stage ("round", "matching" or "adversarial") as it starts."""
     run = RunFolder(Path(run_dir))
     start_from = spec.teacher
     for student_steps in ([] if spec.from_student else spec.rounds):
         round_run = run.round(student_steps)
         if on_round is not None:
-            on_round(student_steps, round_run, False)
+            on_round(student_steps, round_run, "round")
         if not distill_round(round_run, spec, student_steps, start_from, dataset, on_event, should_stop, device):
             return round_run.checkpoint
         start_from = round_run.checkpoint
@@ -272,8 +333,16 @@ def distill_run(run_dir: str | Path, spec: DistillSpec, dataset: Dataset, on_rou
         student_steps = read_info(start_from)["distilled"]["student_steps"]
         stage = run.matching(student_steps)
         if on_round is not None:
-            on_round(student_steps, stage, True)
+            on_round(student_steps, stage, "matching")
         if not match_round(stage, spec, start_from, dataset, on_event, should_stop, device):
+            return stage.checkpoint
+        start_from = stage.checkpoint
+    if spec.gan_steps:
+        student_steps = read_info(start_from)["distilled"]["student_steps"]
+        stage = run.adversarial(student_steps)
+        if on_round is not None:
+            on_round(student_steps, stage, "adversarial")
+        if not adversarial_round(stage, spec, start_from, dataset, on_event, should_stop, device):
             return stage.checkpoint
         start_from = stage.checkpoint
     if run.checkpoint.exists():
@@ -297,6 +366,7 @@ def _warmup(matched: dict) -> str:
 def distilled_card(title: str, info: dict) -> str:
     """The model card of a distilled student."""
     distilled, training = info.get("distilled", {}), info.get("training", {})
+    adversarial = distilled.get("adversarial", {})
     lines = [
         f"# {title}", "",
         f"A {distilled.get('student_steps')}-step student of `{distilled.get('teacher')}`, made with Diffusion "
@@ -315,13 +385,23 @@ def distilled_card(title: str, info: dict) -> str:
         f"batch {training.get('batch_size')}, AdamW lr {training.get('lr')}, EMA up to {training.get('ema_max_decay')}",
         f"- Guidance scales learned: {distilled.get('guidance_range')} (drawn uniformly per example)",
         *([f"- Then distribution matching (Yin et al. 2024, DMD, with DMD2's backward simulation): "
-           f"{info.get('steps')} steps (of {matched['steps']} planned) at lr {matched['lr']} against the guided "
+           f"{adversarial.get('student_steps_before', info.get('steps'))} steps (of {matched['steps']} planned) at "
+           f"lr {matched['lr']} against the guided "
            f"teacher, its fake network at lr "
            f"{matched['fake_lr']}{_warmup(matched)}; the student learned on its own DDPM samples, the empty prompt "
            f"by regression on the teacher's {matched.get('empty_substeps', 2)} DDIM steps across each of its own"
            + _empty_prompt_extras(matched)]
           if (matched := distilled.get("matched")) else []),
-        f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}",
+        *([f"- Then its empty prompt's pictures sharpened against a discriminator of the emoji set (DMD2's GAN term, "
+           f"Yin et al. 2024b; `diffusion.adversarial`): {adversarial['steps']} steps (of {adversarial['planned']} "
+           f"planned) of batch {adversarial['batch_size']}, lr {adversarial['lr']}, the discriminator's "
+           f"{adversarial['disc_lr']} (alone for its first {adversarial['disc_warmup']}), GAN weight "
+           f"{adversarial['gan_weight']}, the pictures' {adversarial['layout_pool']}-pixel block averages held to "
+           f"the student's before at weight {adversarial['layout_weight']} and its prompted outputs at "
+           f"{adversarial['anchor_weight']}"] if adversarial else []),
+        f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}"
+        + (" (the adversarial stage's; the student's before: "
+           f"{(adversarial.get('student_wall_time_s_before') or 0) / 3600:.2f} h)" if adversarial else ""),
     ]
     if info.get("command"):
         lines += ["", "Distilled with exactly:", "", "```bash", info["command"], "```"]

@@ -80,6 +80,10 @@ class RunFolder:
         """A distillation's distribution-matching stage, after its rounds: RUN/rounds/004-steps-matched/."""
         return RunFolder(self.path / "rounds" / f"{student_steps:03d}-steps-matched")
 
+    def adversarial(self, student_steps: int) -> RunFolder:
+        """A distillation's adversarial stage, after the others: RUN/rounds/004-steps-adversarial/."""
+        return RunFolder(self.path / "rounds" / f"{student_steps:03d}-steps-adversarial")
+
     def has_model(self) -> bool:
         return (self.checkpoint / "model_index.json").is_file()
 
