@@ -112,9 +112,36 @@ def test_the_student_waits_for_the_discriminator_then_moves_only_by_what_it_is_g
     state, disc, reference = _tiny_refinement(tmp_path / "b", config, ["cat", "red", "", "dog"])
     assert disc.step == 5 and state.step == 3 and _moved(state, reference)
     # the anchors alone, from where the reference is: nothing to learn, so nothing moves
-    held = AdversarialConfig(steps=3, batch_size=4, disc_warmup=0, lr=1e-3, gan_weight=0.0)
-    state, _, reference = _tiny_refinement(tmp_path / "c", held, ["cat", "red", "", "dog"])
-    assert state.step == 3 and not _moved(state, reference)
+    for share in (0.0, 0.5):
+        held = AdversarialConfig(steps=3, batch_size=4, disc_warmup=0, lr=1e-3, gan_weight=0.0, anchor_on_policy=share)
+        state, _, reference = _tiny_refinement(tmp_path / f"c{share}", held, ["cat", "red", "", "dog"])
+        assert state.step == 3 and not _moved(state, reference)
+
+
+def test_on_policy_anchors_stand_where_the_references_own_ddpm_sampling_went():
+    """The first ``own`` examples move to the app's DDPM sampler's state at a random one of the steps, from noise
+    drawn after that step is; the others keep their noised pictures and levels."""
+    from playground.diffusion.adversarial import _reference_states
+    from playground.diffusion.forward import randn
+
+    torch.manual_seed(0)
+    network = model_fn(build_unet(PRESETS["tiny"], seed=0).eval())
+    reference = lambda x, t, words, scale: network(x, t)  # noqa: E731
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    x_t, level = torch.randn(3, 3, 8, 8), torch.tensor([999, 499, 249])
+    words, scale = torch.ones(3, 1, dtype=torch.long), torch.ones(3)
+    for seed in range(4):
+        with torch.no_grad():
+            moved, levels = _reference_states(reference, schedule, x_t, level, words, scale, 2, 4, "v_prediction",
+                                              torch.Generator().manual_seed(seed), 1.0)
+            replay = torch.Generator().manual_seed(seed)
+            stop = int(torch.randint(0, 4, (1,), generator=replay))
+            noise = randn((2, 3, 8, 8), replay, x_t)
+            sampler = make_sampler("ddpm", schedule, 4, prediction_type="v_prediction", clip_sample=1.0)
+            states = list(iter_sample(network, sampler, noise, replay))
+        torch.testing.assert_close(moved[:2], states[stop].x_t)
+        assert levels[:2].tolist() == [sampler.timesteps[stop]] * 2
+        assert torch.equal(moved[2:], x_t[2:]) and levels[2] == 249
 
 
 @pytest.mark.slow

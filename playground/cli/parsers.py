@@ -283,6 +283,9 @@ def add_distill_parser(commands) -> None:
     distill.add_argument("--anchor-weight", type=float, default=10.0,
                          help="in the adversarial stage, the weight holding the prompted outputs to the student's "
                               "before (default 10)")
+    distill.add_argument("--anchor-on-policy", type=float, default=0.0,
+                         help="in the adversarial stage, the share of the prompted outputs held where the student's "
+                              "own DDPM sampling of them went, not at noised pictures (default 0)")
     distill.add_argument("--from-student", help="a finished student (a checkpoint folder): skip the rounds and only "
                                                 "refine it (needs --match-steps or --gan-steps)")
     distill.add_argument("--preview-every", type=int, default=250)

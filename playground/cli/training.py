@@ -500,9 +500,9 @@ def run_distill(args: argparse.Namespace) -> int:
                          "more, --match-lr and --fake-lr above 0, --fake-updates 1 or more, --empty-on-policy a share "
                          "from 0 to 1.")
     if (args.gan_steps < 0 or args.gan_weight < 0 or args.gan_lr <= 0 or args.disc_lr <= 0 or args.gan_batch_size < 1
-            or args.layout_weight < 0 or args.anchor_weight < 0):
+            or args.layout_weight < 0 or args.anchor_weight < 0 or not 0 <= args.anchor_on_policy <= 1):
         raise ValueError("--gan-steps, --gan-weight, --layout-weight and --anchor-weight must be 0 or more, --gan-lr "
-                         "and --disc-lr above 0, --gan-batch-size 1 or more.")
+                         "and --disc-lr above 0, --gan-batch-size 1 or more, --anchor-on-policy a share from 0 to 1.")
     if not 1 <= args.empty_substeps <= 16:
         raise ValueError("--empty-substeps must be from 1 to 16 (the teacher's steps across one of the student's).")
     if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1
@@ -536,7 +536,8 @@ def run_distill(args: argparse.Namespace) -> int:
                        adversarial=AdversarialConfig(batch_size=args.gan_batch_size, lr=args.gan_lr,
                                                      disc_lr=args.disc_lr, gan_weight=args.gan_weight,
                                                      layout_weight=args.layout_weight,
-                                                     anchor_weight=args.anchor_weight, seed=args.seed))
+                                                     anchor_weight=args.anchor_weight,
+                                                     anchor_on_policy=args.anchor_on_policy, seed=args.seed))
     bars = []
 
     def on_round(steps: int, run, stage: str) -> None:

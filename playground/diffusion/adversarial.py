@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from playground.diffusion.distillation import StudentFn, ddim_jump, predicted_x0
+from playground.diffusion.distillation import StudentFn, ddim_jump, predicted_x0, student_rollout
 from playground.diffusion.forward import add_noise, randn
 from playground.diffusion.samplers import PredictionType, spaced_timesteps
 from playground.diffusion.schedules import NoiseSchedule
@@ -41,6 +41,8 @@ class AdversarialConfig:
     layout_weight: float = 1.0  # its pictures' block averages against the frozen student's, from the same noise
     layout_pool: int = 4  # the blocks' side in pixels
     anchor_weight: float = 10.0  # its prompted outputs against the frozen student's
+    anchor_on_policy: float = 0.0  # the share of those at the frozen student's own DDPM states for their prompts
+    # (where the app's prompted sampling goes), not at noised pictures
     r1: float = 0.1  # the R1 penalty on the discriminator's gradient at real pictures (gamma)
     disc_warmup: int = 50  # steps the discriminator learns alone first
     guidance_min: float = 1.0  # the guidance scale input, drawn uniformly per example
@@ -129,8 +131,9 @@ def refine(state: TrainState, disc_state: TrainState, student: StudentFn, refere
     (``disc_state.model``) learns the real pictures from the student's empty-prompt DDIM pictures
     (:func:`empty_prompt_pictures`); after its ``config.disc_warmup`` steps alone, the student learns against it,
     its pictures' block averages held to the frozen ``reference`` student's from the same noise, and its prompted
-    outputs to the reference's on noised pictures at its own levels. Resuming, EMA and the step count are
-    diffusion.training's."""
+    outputs to the reference's on noised pictures at its own levels (a ``config.anchor_on_policy`` share of them
+    where the reference's own DDPM sampling of their prompts went instead: :func:`_reference_states`). Resuming,
+    EMA and the step count are diffusion.training's."""
     model, discriminator = state.model.train(), disc_state.model.train()
     device = next(model.parameters()).device
     levels = torch.tensor(spaced_timesteps(schedule.num_timesteps, student_steps, "trailing"), device=device)
@@ -162,6 +165,9 @@ def refine(state: TrainState, disc_state: TrainState, student: StudentFn, refere
         layout = (F.avg_pool2d(drawn, pool) - F.avg_pool2d(held, pool)).pow(2).mean()
         level = levels[torch.randint(0, len(levels), (len(real),), generator=generator).to(device)]
         x_t = add_noise(schedule, real, randn(real.shape, generator, real), level)
+        if own := round(config.anchor_on_policy * len(real)):
+            x_t, level = _reference_states(reference, schedule, x_t, level, words, scale, own, student_steps,
+                                           prediction_type, generator, clip)
         prompted = words.ne(0).any(dim=1)  # the empty prompt is the GAN's to change
         with torch.no_grad():
             target = reference(x_t, level, words, scale)
@@ -173,3 +179,19 @@ def refine(state: TrainState, disc_state: TrainState, student: StudentFn, refere
     model.eval()
     discriminator.eval()
     return state
+
+
+def _reference_states(reference: StudentFn, schedule: NoiseSchedule, x_t: torch.Tensor, level: torch.Tensor,
+                      words: torch.Tensor, scale: torch.Tensor, own: int, steps: int, prediction_type: PredictionType,
+                      generator: torch.Generator, clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x_t`` and ``level`` (each example's) with the first ``own`` examples moved to where the reference's
+    ancestral DDPM sampling of their prompts, from fresh noise, stands before a random one of its ``steps``
+    (diffusion.distillation.student_rollout): the states the app's prompted sampling visits."""
+    stop = int(torch.randint(0, steps, (1,), generator=generator))
+    noise = randn((own, *x_t.shape[1:]), generator, x_t)
+    rolled = student_rollout(lambda x, t: reference(x, t, words[:own], scale[:own]), schedule, noise, steps, stop,
+                             prediction_type, generator, clip)
+    levels = spaced_timesteps(schedule.num_timesteps, steps, "trailing")
+    level = level.clone()
+    level[:own] = levels[stop]
+    return torch.cat([rolled, x_t[own:]]), level

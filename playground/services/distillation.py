@@ -398,7 +398,9 @@ def distilled_card(title: str, info: dict) -> str:
            f"{adversarial['disc_lr']} (alone for its first {adversarial['disc_warmup']}), GAN weight "
            f"{adversarial['gan_weight']}, the pictures' {adversarial['layout_pool']}-pixel block averages held to "
            f"the student's before at weight {adversarial['layout_weight']} and its prompted outputs at "
-           f"{adversarial['anchor_weight']}"] if adversarial else []),
+           f"{adversarial['anchor_weight']}"
+           + (f" ({adversarial['anchor_on_policy']:.0%} of them where its own DDPM sampling of them went)"
+              if adversarial.get("anchor_on_policy") else "")] if adversarial else []),
         f"- Wall time: {info.get('wall_time_s', 0) / 3600:.2f} h on {info.get('hardware', 'unknown hardware')}"
         + (" (the adversarial stage's; the student's before: "
            f"{(adversarial.get('student_wall_time_s_before') or 0) / 3600:.2f} h)" if adversarial else ""),
