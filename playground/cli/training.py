@@ -463,6 +463,36 @@ def _student_to_match(args: argparse.Namespace):
     return Path(args.from_student)
 
 
+def _check_distill_settings(args: argparse.Namespace, config) -> None:
+    """distill's numbers in range, each refusal one sentence (ValueError)."""
+    if (args.match_steps < 0 or args.match_lr <= 0 or args.fake_lr <= 0 or args.fake_warmup < 0
+            or args.empty_weight < 0 or args.fake_updates < 1 or not 0 <= args.empty_on_policy <= 1
+            or args.empty_first < 0 or args.empty_match < 0):
+        raise ValueError("--match-steps, --fake-warmup, --empty-weight, --empty-first and --empty-match must be 0 or "
+                         "more, --match-lr and --fake-lr above 0, --fake-updates 1 or more, --empty-on-policy a share "
+                         "from 0 to 1.")
+    if (args.gan_steps < 0 or args.gan_weight < 0 or args.gan_lr <= 0 or args.disc_lr <= 0 or args.gan_batch_size < 1
+            or args.layout_weight < 0 or args.anchor_weight < 0 or not 0 <= args.anchor_on_policy <= 1):
+        raise ValueError("--gan-steps, --gan-weight, --layout-weight and --anchor-weight must be 0 or more, --gan-lr "
+                         "and --disc-lr above 0, --gan-batch-size 1 or more, --anchor-on-policy a share from 0 to 1.")
+    if not 1 <= args.empty_substeps <= 16:
+        raise ValueError("--empty-substeps must be from 1 to 16 (the teacher's steps across one of the student's).")
+    if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1
+            and config.lr > 0 and 0 <= config.prompt_dropout < 1 and 0 <= config.word_dropout < 1
+            and 0 <= config.word_focus < 1):
+        raise ValueError("--guidance-min must be 0 or more and at most --guidance-max; --steps-per-round and "
+                         "--batch-size 1 or more; --lr above 0; the dropouts shares below 1.")
+
+
+def _adversarial_config(args: argparse.Namespace):
+    """distill's adversarial-stage recipe from its flags."""
+    from playground.diffusion.adversarial import AdversarialConfig
+
+    return AdversarialConfig(batch_size=args.gan_batch_size, lr=args.gan_lr, disc_lr=args.disc_lr,
+                             gan_weight=args.gan_weight, layout_weight=args.layout_weight,
+                             anchor_weight=args.anchor_weight, anchor_on_policy=args.anchor_on_policy, seed=args.seed)
+
+
 def run_distill(args: argparse.Namespace) -> int:
     """distill: every round of progressive distillation in turn, each resumable, then the last student's folder."""
     import dataclasses
@@ -474,7 +504,6 @@ def run_distill(args: argparse.Namespace) -> int:
     from playground.checkpoints import CheckpointError, load_checkpoint
     from playground.data.dataset import dataset_from_uint8
     from playground.data.emoji import emoji_subset
-    from playground.diffusion.adversarial import AdversarialConfig
     from playground.diffusion.distillation import DistillConfig
     from playground.models import pick_device
     from playground.services.distillation import DistillSpec, check_rounds, distill_run
@@ -493,23 +522,7 @@ def run_distill(args: argparse.Namespace) -> int:
                            empty_weight=args.empty_weight, fake_updates=args.fake_updates,
                            empty_on_policy=args.empty_on_policy, empty_first=args.empty_first,
                            empty_match=args.empty_match)
-    if (args.match_steps < 0 or args.match_lr <= 0 or args.fake_lr <= 0 or args.fake_warmup < 0
-            or args.empty_weight < 0 or args.fake_updates < 1 or not 0 <= args.empty_on_policy <= 1
-            or args.empty_first < 0 or args.empty_match < 0):
-        raise ValueError("--match-steps, --fake-warmup, --empty-weight, --empty-first and --empty-match must be 0 or "
-                         "more, --match-lr and --fake-lr above 0, --fake-updates 1 or more, --empty-on-policy a share "
-                         "from 0 to 1.")
-    if (args.gan_steps < 0 or args.gan_weight < 0 or args.gan_lr <= 0 or args.disc_lr <= 0 or args.gan_batch_size < 1
-            or args.layout_weight < 0 or args.anchor_weight < 0 or not 0 <= args.anchor_on_policy <= 1):
-        raise ValueError("--gan-steps, --gan-weight, --layout-weight and --anchor-weight must be 0 or more, --gan-lr "
-                         "and --disc-lr above 0, --gan-batch-size 1 or more, --anchor-on-policy a share from 0 to 1.")
-    if not 1 <= args.empty_substeps <= 16:
-        raise ValueError("--empty-substeps must be from 1 to 16 (the teacher's steps across one of the student's).")
-    if not (0 <= config.guidance_min <= config.guidance_max and config.steps >= 1 and config.batch_size >= 1
-            and config.lr > 0 and 0 <= config.prompt_dropout < 1 and 0 <= config.word_dropout < 1
-            and 0 <= config.word_focus < 1):
-        raise ValueError("--guidance-min must be 0 or more and at most --guidance-max; --steps-per-round and "
-                         "--batch-size 1 or more; --lr above 0; the dropouts shares below 1.")
+    _check_distill_settings(args, config)
     try:
         teacher = load_checkpoint(args.teacher)
     except CheckpointError as error:
@@ -533,11 +546,7 @@ def run_distill(args: argparse.Namespace) -> int:
     spec = DistillSpec(Path(args.teacher), rounds, config, args.preview_every, args.checkpoint_every or 600.0,
                        info={"command": _command(), "hardware": _hardware(device)}, match_steps=args.match_steps,
                        match_lr=args.match_lr, from_student=from_student, gan_steps=args.gan_steps,
-                       adversarial=AdversarialConfig(batch_size=args.gan_batch_size, lr=args.gan_lr,
-                                                     disc_lr=args.disc_lr, gan_weight=args.gan_weight,
-                                                     layout_weight=args.layout_weight,
-                                                     anchor_weight=args.anchor_weight,
-                                                     anchor_on_policy=args.anchor_on_policy, seed=args.seed))
+                       adversarial=_adversarial_config(args))
     bars = []
 
     def on_round(steps: int, run, stage: str) -> None:
