@@ -243,6 +243,17 @@ def distill_round(run: RunFolder, spec: DistillSpec, student_steps: int, start_f
     return state.step >= config.steps
 
 
+def _resume_companion(run: RunFolder, companion: TrainState, prefix: str) -> TrainState:
+    """``companion`` (a fake network or a discriminator, trained beside the student and saved with its tensors under
+    ``prefix``/) loaded from the stage's checkpoint when the stage resumes; as it is otherwise."""
+    saved = load_training_state(run.checkpoint)
+    if saved is not None:
+        tensors, meta = saved
+        own = {key[len(prefix) + 1:]: value for key, value in tensors.items() if key.startswith(f"{prefix}/")}
+        companion.load_tensors(own, meta[prefix], companion.model.state_dict(), [])
+    return companion
+
+
 def match_round(run: RunFolder, spec: DistillSpec, start_from: Path, dataset: Dataset, on_event=None,
                 should_stop: Callable[[], bool] = lambda: False, device="cpu") -> bool:
     """Train (or continue) the distribution-matching stage: the student in ``start_from`` against the guided prompt
@@ -253,12 +264,7 @@ def match_round(run: RunFolder, spec: DistillSpec, start_from: Path, dataset: Da
     teacher = load_checkpoint(spec.teacher, device)
     student = load_checkpoint(start_from, device)
     state, wall_before = _round_state(run, student, config)
-    fake = new_train_state(teacher.unet.with_guidance().train(), config)
-    saved = load_training_state(run.checkpoint)
-    if saved is not None:
-        tensors, meta = saved
-        fake_tensors = {key[len("fake/"):]: value for key, value in tensors.items() if key.startswith("fake/")}
-        fake.load_tensors(fake_tensors, meta["fake"], fake.model.state_dict(), [])
+    fake = _resume_companion(run, new_train_state(teacher.unet.with_guidance().train(), config), "fake")
     if state.step >= config.steps:
         return True
     run.samples.mkdir(parents=True, exist_ok=True)
@@ -288,13 +294,8 @@ def adversarial_round(run: RunFolder, spec: DistillSpec, start_from: Path, datas
     start = load_checkpoint(start_from, device)
     state, wall_before = _round_state(run, start, config)  # the student: a copy of start's network
     reference = start.unet.eval().requires_grad_(False)
-    discriminator = new_train_state(Discriminator(start.unet.config.in_channels, start.resolution).to(device).train(),
-                                    config)
-    saved = load_training_state(run.checkpoint)
-    if saved is not None:
-        tensors, meta = saved
-        disc_tensors = {key[len("disc/"):]: value for key, value in tensors.items() if key.startswith("disc/")}
-        discriminator.load_tensors(disc_tensors, meta["disc"], discriminator.model.state_dict(), [])
+    critic = Discriminator(start.unet.config.in_channels, start.resolution).to(device).train()
+    discriminator = _resume_companion(run, new_train_state(critic, config), "disc")
     if state.step >= config.steps:
         return True
     run.samples.mkdir(parents=True, exist_ok=True)
