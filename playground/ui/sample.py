@@ -90,6 +90,8 @@ def prompt_controls(name: str | None, sampler: str | None = None, steps: int | N
     if student:
         matched = (" Then distribution matching trained it on its own pictures to draw what its guided teacher "
                    "draws, not only to follow its path." if student.get("matched") else "")
+        matched += (" Last, against a critic that learned the emoji from its pictures, it learned to draw sharper "
+                    "ones without a prompt (a GAN)." if student.get("adversarial") else "")
         note += (f"\n\n*A distilled student: it takes in one DDIM step what its teacher took in two, and the guidance "
                  f"scale is an input, so each step is one network call.{matched} It was distilled for "
                  f"{student['student_steps']} steps; try 1, 2, 4 or 8. It starts on DDPM, whose fresh noise at every "
