@@ -155,13 +155,12 @@ class _Round:
                 tensors.update({f"{prefix}/{key}": value for key, value in companion_tensors.items()})
         losses = state.losses
         info = {**{k: v for k, v in read_info(self.spec.teacher).items() if k in ("model", "data")},
-                "training": config.to_dict(), "parameters": count_parameters(state.model), "steps": state.step,
+                "training": (self.spec.adversarial if self.discriminator is not None else config).to_dict(),
+                "parameters": count_parameters(state.model), "steps": state.step,
                 "distilled": self._distilled(),
                 "wall_time_s": self.wall_before + time.perf_counter() - self.started,
                 "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
                 "loss_history_full": losses, **self.spec.info}
-        if self.discriminator is not None:  # the stage's own recipe, and its steps
-            info["training"] = self.spec.adversarial.to_dict()
         save_checkpoint(self.run.checkpoint, state.ema.model, teacher.schedule.name, teacher.schedule.num_timesteps,
                         teacher.prediction_type, info, distilled_card(self.run.path.name, info), tensors, meta,
                         autoencoder=teacher.autoencoder)
@@ -290,7 +289,7 @@ def adversarial_round(run: RunFolder, spec: DistillSpec, start_from: Path, datas
     config = replace(spec.adversarial, steps=spec.gan_steps)
     student_steps = start_info["distilled"]["student_steps"]
     round_config = replace(spec.config, student_steps=student_steps)  # what the previews and the card read
-    spec = replace(spec, rounds=start_info["distilled"].get("rounds", spec.rounds))
+    spec = replace(spec, rounds=start_info["distilled"].get("rounds", spec.rounds), adversarial=config)
     start = load_checkpoint(start_from, device)
     state, wall_before = _round_state(run, start, config)  # the student: a copy of start's network
     reference = start.unet.eval().requires_grad_(False)
